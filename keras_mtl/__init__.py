@@ -1,0 +1,17 @@
+"""keras_mtl: multi-task learning for Keras 3 on TensorFlow.
+
+Example:
+>>> import keras, keras_mtl as mtl
+>>> tasks = [mtl.tasks.Binary("click"), mtl.tasks.Binary("purchase")]
+>>> model = mtl.models.shared_bottom(keras.Input((8,)), tasks)
+>>> model.compile(optimizer="adam")
+"""
+
+__version__ = "0.1.0"
+
+from keras_mtl import tasks, trunks, weighting  # noqa: E402
+from keras_mtl.model import MultiTaskModel  # noqa: E402
+from keras_mtl import models  # noqa: E402
+from keras_mtl import data, export  # noqa: E402
+
+__all__ = ["MultiTaskModel", "data", "export", "models", "tasks", "trunks", "weighting", "__version__"]

@@ -1,0 +1,285 @@
+"""Run configuration for the `keras-mtl` CLI: YAML in, validated dataclasses out.
+
+Every key is checked: an unknown key, a wrong type or a bad value raises
+`ConfigError` naming the key (e.g. `train.epochs`), with a suggestion for
+misspelt keys. YAML is read with `yaml.safe_load` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: Literal["census_income"] = "census_income"
+    batch_size: int = 1024
+    validation_fraction: float = 0.1
+    limit: Optional[int] = None  # rows read from each file; None reads all
+
+    def check(self, path):
+        _positive(self, path, "batch_size")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"{path}.validation_fraction must be in (0, 1), got {self.validation_fraction}.")
+        if self.limit is not None:
+            _positive(self, path, "limit")
+
+
+@dataclasses.dataclass
+class TrunkConfig:
+    units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
+    dropout: float = 0.0
+
+    def check(self, path):
+        if not self.units or any(u < 1 for u in self.units):
+            raise ConfigError(f"{path}.units must be a non-empty list of positive integers, got {self.units}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}.")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    architecture: Literal["shared_bottom", "single_task"] = "shared_bottom"
+    trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    name: str
+    type: Literal["binary", "multiclass", "multilabel", "regression", "tagging"]
+    label: Optional[str] = None
+    weight: float = 1.0
+    num_classes: Optional[int] = None
+    num_labels: Optional[int] = None
+    num_tags: Optional[int] = None
+    units: Optional[int] = None
+    tower: list[int] = dataclasses.field(default_factory=list)
+
+    def check(self, path):
+        if self.weight < 0:
+            raise ConfigError(f"{path}.weight must be >= 0, got {self.weight}.")
+        needed = {"multiclass": "num_classes", "multilabel": "num_labels", "tagging": "num_tags"}
+        if self.type in needed and getattr(self, needed[self.type]) is None:
+            raise ConfigError(f"{path}.{needed[self.type]} is required for a {self.type} task.")
+
+    def build(self):
+        """The `keras_mtl.tasks.Task` this entry describes."""
+        from keras_mtl import tasks
+
+        kwargs = {"label": self.label, "weight": self.weight, "tower": self.tower}
+        for key in ("num_classes", "num_labels", "num_tags", "units"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        try:
+            return tasks.TASK_TYPES[self.type](self.name, **kwargs)
+        except TypeError as e:
+            raise ConfigError(f"Task {self.name!r} ({self.type}): {e}") from None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 5
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = 1e-3
+    weighting: str = "fixed"
+    seed: int = 0
+    verbose: Literal["auto", 0, 1, 2] = "auto"
+
+    def check(self, path):
+        _positive(self, path, "epochs")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"{path}.learning_rate must be > 0, got {self.learning_rate}.")
+        from keras_mtl import weighting
+
+        if self.weighting not in weighting.available():
+            raise ConfigError(
+                f"{path}.weighting: unknown method {self.weighting!r}; available: {weighting.available()}."
+            )
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    logs_dir: str = "logs"
+    export_dir: str = "saved_models"
+    checkpoint_dir: str = "checkpoints"
+    run: Optional[str] = None  # run name; default: a timestamp
+
+
+@dataclasses.dataclass
+class Config:
+    name: str
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    tasks: list[TaskConfig] = dataclasses.field(default_factory=list)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    def check(self, path):
+        from keras_mtl.tasks import validate_name
+
+        try:
+            validate_name(self.name, "run config")
+        except ValueError as e:
+            raise ConfigError(f"name: {e}") from None
+        seen = set()
+        for i, t in enumerate(self.tasks):
+            try:
+                validate_name(t.name)
+            except ValueError as e:
+                raise ConfigError(f"tasks[{i}].name: {e}") from None
+            if t.name in seen:
+                raise ConfigError(f"tasks[{i}].name: duplicate task name {t.name!r}.")
+            seen.add(t.name)
+        if self.tasks and not any(t.weight > 0 for t in self.tasks):
+            raise ConfigError("tasks: every task has weight 0, so nothing would be trained.")
+        if self.model.architecture == "single_task" and len(self.tasks) != 1:
+            raise ConfigError(
+                "model.architecture single_task trains one task: list exactly one entry in tasks "
+                f"(got {len(self.tasks)})."
+            )
+
+
+def _positive(obj, path, key):
+    if getattr(obj, key) < 1:
+        raise ConfigError(f"{path}.{key} must be >= 1, got {getattr(obj, key)}.")
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, path)
+    if origin is Literal:
+        if isinstance(value, bool) or value not in args:
+            raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} must be a list, got {type(value).__name__} {value!r}.")
+        return [_convert(v, args[0], _join(path, i)) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {type(value).__name__} {value!r}.")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} must be an integer, got {type(value).__name__} {value!r}.")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be a string, got {type(value).__name__} {value!r}.")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false, got {value!r}.")
+        return value
+    raise TypeError(f"Unsupported config type {tp} at {path}")  # a bug in this module, not user input
+
+
+def from_dict(cls, data: Any, path: str = ""):
+    """Builds and validates the dataclass `cls` from plain YAML data.
+
+    Example:
+    >>> from_dict(Config, {"name": "demo", "train": {"epochs": 2}}).train.epochs
+    2
+    """
+    where = path or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__} {data!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean {_join(path, close[0])!r}?" if close else ""
+            raise ConfigError(
+                f"Unknown config key {_join(path, str(key))!r}{hint} Known keys here: {sorted(fields)}."
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], _join(path, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"Missing required config key {_join(path, name)!r}.")
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        obj.check(path or "config")
+    return obj
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Applies `key.sub=value` overrides (values parsed as YAML) to raw config data.
+
+    Example:
+    >>> apply_overrides({"train": {"epochs": 5}, "tasks": [{"weight": 1}]}, ["train.epochs=1", "tasks.0.weight=2"])
+    {'train': {'epochs': 1}, 'tasks': [{'weight': 2}]}
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}.")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: {'.'.join(parts[:i]) or key} has no item {part!r}.")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping.")
+            if last:
+                node[part] = value
+            else:
+                if isinstance(node, dict) and part not in node:
+                    node[part] = {}
+                node = node[part]
+    return data
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Reads, overrides and validates a YAML run config.
+
+    Example:
+    >>> load("examples/census.yaml", ["train.epochs=1"]).train.epochs
+    1
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}.")
+    return from_dict(Config, apply_overrides(data, list(overrides)))
+
+
+def to_dict(config: Config) -> dict:
+    """The config as plain data (e.g. to save beside the logs)."""
+    return dataclasses.asdict(config)

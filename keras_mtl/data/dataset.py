@@ -1,0 +1,52 @@
+"""The structure every bundled dataset loader returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class MultiTaskData:
+    """A multi-task dataset ready for `model.fit`.
+
+    Attributes:
+        name: short name (used for log and export directories).
+        inputs: the Keras inputs of the model (raw features).
+        tasks: the tasks this dataset labels, with sensible defaults.
+        train, validation, test: batched `tf.data.Dataset`s of
+            `(features, labels)`, labels keyed by task label key.
+        feature_space: the adapted `keras.utils.FeatureSpace` for tabular data.
+        columns: `{split: (features, labels)}` numpy columns behind each split.
+    """
+
+    name: str
+    inputs: Any
+    tasks: list
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    feature_space: Any = None
+    columns: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def sample(self, n: int = 8, split: str = "test") -> dict[str, np.ndarray]:
+        """The first `n` rows of a split's raw features, shaped as a serving client sends them.
+
+        One-value-per-example columns come back with shape (n,), which is what
+        the exported `serving_default` signature takes.
+
+        Example:
+        >>> data = MultiTaskData("d", None, [], None, None, None, columns={"test": ({"x": np.arange(4)}, {})})
+        >>> data.sample(2)["x"].tolist()
+        [0, 1]
+        """
+        if split not in self.columns:
+            raise KeyError(f"No split {split!r}; have {sorted(self.columns)}.")
+        features, _ = self.columns[split]
+        return {
+            k: v[:n].reshape(-1) if v.ndim == 2 and v.shape[1] == 1 else v[:n]
+            for k, v in features.items()
+        }

@@ -1,0 +1,244 @@
+"""MultiTaskModel: a Functional Keras model that knows its tasks and how to weigh them."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_mtl import masking
+from keras_mtl import weighting as weighting_lib
+from keras_mtl.tasks import Task, check_unique
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class MultiTaskModel(keras.Model):
+    """A Functional model with one named output per task.
+
+    Build one with a factory from `keras_mtl.models` rather than by hand.
+    `compile()` takes the losses, metrics and weights from the tasks;
+    `fit`, `evaluate`, `predict` and `save` are Keras' own. Labels are a dict
+    keyed by each task's `label` key; missing labels carry the task's missing
+    marker (see `keras_mtl.tasks`) and are left out of that task's loss and
+    metrics. Logs name every task: `income_loss`, `income_auc`, ...
+
+    Args:
+        inputs: Keras inputs (a tensor or a dict of them).
+        outputs: dict `{task_name: output tensor}`, one per task.
+        name: model name.
+        tasks: the `keras_mtl.tasks.Task` objects, one per output.
+        shared_layers: names of the layers shared by all tasks (the trunk);
+            weighting methods take task gradients with respect to them.
+        representation: name of the layer whose output is the shared
+            representation the task heads read.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> model = mtl.models.shared_bottom(keras.Input((4,)), [mtl.tasks.Binary("a"), mtl.tasks.Regression("b")])
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.output_names)
+    ['a', 'b']
+    """
+
+    def __init__(
+        self,
+        inputs,
+        outputs,
+        name=None,
+        *,
+        tasks: Sequence[Task | dict] = (),
+        shared_layers: Sequence[str] = (),
+        representation: str | None = None,
+        **kwargs,
+    ):
+        tasks = check_unique(
+            [t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t) for t in tasks]
+        )
+        if not isinstance(outputs, Mapping):
+            raise TypeError(
+                "MultiTaskModel outputs must be a dict {task_name: tensor}; got "
+                f"{type(outputs).__name__}."
+            )
+        names = [t.name for t in tasks]
+        if sorted(outputs) != sorted(names):
+            raise ValueError(
+                f"Outputs {sorted(outputs)} do not match the tasks {sorted(names)}: "
+                "there must be exactly one output per task, keyed by task name."
+            )
+        super().__init__(inputs=inputs, outputs=dict(outputs), name=name, **kwargs)
+        self._tasks = tuple(tasks)
+        self.shared_layers = list(shared_layers)
+        self.representation = representation
+        self.weighting = None
+        self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+
+    # ------------------------------------------------------------ structure
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The model's tasks, in output order."""
+        return self._tasks
+
+    def get_task(self, name: str) -> Task:
+        """The task called `name`."""
+        for t in self._tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"No task {name!r}; tasks are {[t.name for t in self._tasks]}.")
+
+    @property
+    def shared_variables(self) -> list:
+        """Trainable variables of the layers shared by every task."""
+        return [v for n in self.shared_layers for v in self.get_layer(n).trainable_variables]
+
+    # -------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        *,
+        weighting: str | weighting_lib.Weighting = "fixed",
+        loss_weights: Mapping[str, float] | None = None,
+        metrics: Mapping[str, Sequence[Any]] | None = None,
+        **kwargs,
+    ) -> None:
+        """Configures training: losses and metrics come from the tasks.
+
+        Args:
+            optimizer: any Keras optimizer or its name.
+            weighting: a name from `keras_mtl.weighting.available()` or a
+                `keras_mtl.weighting.Weighting` object.
+            loss_weights: `{task: weight}` overriding `Task.weight`
+                (shorthand for `weighting=keras_mtl.weighting.Fixed(loss_weights)`).
+            metrics: `{task: [metrics]}` replacing those tasks' default metrics.
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`,
+                `steps_per_execution`, `run_eagerly`, ...). `loss` is not
+                accepted: give each task its loss instead.
+        """
+        for key in ("loss", "weighted_metrics"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"MultiTaskModel.compile does not take `{key}`: set it per task "
+                    f"(e.g. keras_mtl.tasks.Binary('income', {key.split('_')[-1]}=...))."
+                )
+            kwargs.pop(key, None)
+        if loss_weights:
+            if weighting not in ("fixed", None):
+                raise ValueError(
+                    "`loss_weights` sets fixed weights; it cannot be combined with "
+                    f"weighting={weighting!r}."
+                )
+            weighting = weighting_lib.Fixed(loss_weights)
+        method = weighting_lib.get(weighting)
+        method.build(self)
+        metrics = dict(metrics or {})
+        unknown = sorted(set(metrics) - {t.name for t in self._tasks})
+        if unknown:
+            raise ValueError(
+                f"`metrics` names unknown task(s) {unknown}; tasks are {[t.name for t in self._tasks]}."
+            )
+        task_metrics = {
+            t.name: list(metrics[t.name]) if t.name in metrics else t.metrics()
+            for t in self._tasks
+        }
+        # Metrics are "weighted" so that examples with a missing label (weight
+        # 0) are left out of them, exactly as they are left out of the loss.
+        super().compile(optimizer=optimizer, weighted_metrics=task_metrics, **kwargs)
+        self.weighting = method
+        self._compile_config.config["weighting"] = method
+        self._compile_config.config["metrics_override"] = metrics or None
+
+    def get_compile_config(self) -> dict:
+        config = super().get_compile_config()
+        if config:
+            config["weighting"] = keras.saving.serialize_keras_object(self.weighting)
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        config = keras.saving.deserialize_keras_object(config)
+        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            config.pop(key, None)
+        config["metrics"] = config.pop("metrics_override", None)
+        self.compile(**config)
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # --------------------------------------------------------- labels, loss
+    def prepare_targets(self, y, y_pred, sample_weight=None):
+        """Labels and weights per task name, with missing labels zero-weighted.
+
+        `y` is a dict keyed by the tasks' label keys (a single tensor is
+        accepted for a one-task model); `sample_weight` is `None`, one tensor
+        for all tasks, or a dict keyed by task name.
+        """
+        if not isinstance(y, Mapping):
+            if len(self._tasks) != 1:
+                raise ValueError(
+                    "Labels must be a dict keyed by each task's label key "
+                    f"{[t.label for t in self._tasks]}; got {type(y).__name__}."
+                )
+            y = {self._tasks[0].label: y}
+        known = {t.label for t in self._tasks}
+        unknown = sorted(set(y) - known)
+        if unknown:
+            raise ValueError(
+                f"Labels given for unknown task label key(s) {unknown}; the model's "
+                f"tasks read {sorted(known)}."
+            )
+        if isinstance(sample_weight, Mapping):
+            bad = sorted(set(sample_weight) - {t.name for t in self._tasks})
+            if bad:
+                raise ValueError(f"sample_weight names unknown task(s) {bad}.")
+        labels, weights = {}, {}
+        for task in self._tasks:
+            if task.label not in y:
+                raise ValueError(
+                    f"No labels for task {task.name!r} (label key {task.label!r}). Every "
+                    "task needs a label entry; mark unlabelled examples with the task's "
+                    "missing marker (-1, or NaN for float labels)."
+                )
+            sw = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
+            labels[task.name], weights[task.name] = task.prepare(
+                y[task.label], y_pred[task.name], sw
+            )
+        return labels, weights
+
+    def task_losses(self, y, y_pred, sample_weight=None) -> tuple[dict, dict]:
+        """Each task's masked mean loss (this replica's share of it under a strategy),
+        and the number of labelled units behind it (over all replicas)."""
+        labels, weights = self.prepare_targets(y, y_pred, sample_weight)
+        losses, counts = {}, {}
+        for t in self._tasks:
+            losses[t.name], counts[t.name] = masking.masked_mean(
+                t.unit_losses(labels[t.name], y_pred[t.name]), weights[t.name]
+            )
+        return losses, counts
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.weighting is None:
+            raise ValueError("Call `compile()` before training or evaluating the model.")
+        losses, counts = self.task_losses(y, y_pred, sample_weight)
+        for tracker, task in zip(self._task_loss_trackers, self._tasks):
+            # Weighing each batch by its label count makes the epoch value the
+            # true masked mean; trackers average over replicas, so the
+            # share-of-global scaling is undone first.
+            tracker.update_state(
+                masking.from_replica_share(losses[task.name]), sample_weight=counts[task.name]
+            )
+        total = self.weighting.combine(losses)
+        if self.losses:
+            total = total + masking.per_replica_share(tf.add_n(self.losses))
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels, weights = self.prepare_targets(y, y_pred, sample_weight)
+        return super().compute_metrics(x, labels, y_pred, weights)
+
+    # -------------------------------------------------------- serialization
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            tasks=[keras.saving.serialize_keras_object(t) for t in self._tasks],
+            shared_layers=list(self.shared_layers),
+            representation=self.representation,
+        )
+        return config

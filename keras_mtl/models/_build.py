@@ -1,0 +1,62 @@
+"""What every architecture factory does last: heads on the representation, then the model."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import keras
+
+from keras_mtl.model import MultiTaskModel
+from keras_mtl.tasks import Task, check_unique
+
+REPRESENTATION = "representation"
+
+
+def mark_representation(rep):
+    """Names the shared representation (an Identity layer: no compute) so it can be found later."""
+    if isinstance(rep, Mapping):
+        unknown = sorted(set(rep) - {"pooled", "sequence"})
+        if unknown or "pooled" not in rep:
+            raise ValueError(
+                "A trunk returning a dict must give 'pooled' (and optionally 'sequence'); "
+                f"got keys {sorted(rep)}."
+            )
+        return {
+            k: keras.layers.Identity(name=REPRESENTATION if k == "pooled" else f"{REPRESENTATION}_{k}")(v)
+            for k, v in rep.items()
+        }
+    return {"pooled": keras.layers.Identity(name=REPRESENTATION)(rep)}
+
+
+def features_for(task: Task, rep: Mapping) -> keras.KerasTensor:
+    """The part of the representation a task reads: per-token for Tagging, pooled otherwise."""
+    if task.uses_sequence:
+        if "sequence" not in rep:
+            raise ValueError(
+                f"Task {task.name!r} ({type(task).__name__}) needs per-token features; use a "
+                "trunk with a sequence output such as keras_mtl.trunks.text."
+            )
+        return rep["sequence"]
+    return rep["pooled"]
+
+
+def build_model(inputs, tasks: Sequence[Task], rep: Mapping, name: str) -> MultiTaskModel:
+    """Adds each task's head on `rep` and returns the MultiTaskModel."""
+    tasks = check_unique(tasks)
+    # A plain dict: Keras compares input structures by type, and tracked
+    # dicts (e.g. FeatureSpace.get_inputs()) would not match the data's dicts.
+    if isinstance(inputs, Mapping):
+        inputs = dict(inputs)
+    outputs = {t.name: t.build_head(features_for(t, rep)) for t in tasks}
+    # The trunk is every layer the representation depends on; a throwaway
+    # Functional over the same tensors lists them without calling anything.
+    trunk = keras.Model(inputs, list(rep.values()))
+    shared = [layer.name for layer in trunk.layers if layer.trainable_weights]
+    return MultiTaskModel(
+        inputs,
+        outputs,
+        name=name,
+        tasks=tasks,
+        shared_layers=shared,
+        representation=REPRESENTATION,
+    )

@@ -1,0 +1,25 @@
+"""The single-task baseline: the same trunk, one task."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from keras_mtl.model import MultiTaskModel
+from keras_mtl.models.shared_bottom import shared_bottom
+from keras_mtl.tasks import Task
+
+
+def single_task(
+    inputs, task: Task, trunk: Callable | None = None, *, name: str | None = None
+) -> MultiTaskModel:
+    """A model for one task with the trunk a multi-task model would share.
+
+    Train one per task to measure what sharing gains (or costs).
+
+    Example:
+    >>> import keras, keras_mtl as mtl
+    >>> model = single_task(keras.Input((4,)), mtl.tasks.Regression("y"))
+    >>> model.output_names
+    ['y']
+    """
+    return shared_bottom(inputs, [task], trunk, name=name or f"single_task_{task.name}")

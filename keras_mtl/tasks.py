@@ -1,0 +1,373 @@
+"""Task specifications: what each output predicts, how it is scored, how it is weighted.
+
+A task is the one name that runs through keras_mtl: it is the label key in the
+data, the output name of the model, the prefix of its logs (`income_loss`,
+`income_auc`), the key of its serving output and its TensorBoard tag.
+
+Missing labels are part of the contract. Each task type has a marker that means
+"this example has no label for me" (see `Task.missing`); the model turns it into
+a zero weight, so users never build sample-weight dicts by hand:
+
+| task        | label                          | missing marker              |
+|-------------|--------------------------------|-----------------------------|
+| Binary      | 0/1, shape (batch,) or (b, 1)  | -1 or NaN                   |
+| Multiclass  | class id int, shape (batch,)   | -1 (or NaN for float ids)   |
+| Multilabel  | multi-hot, shape (batch, L)    | -1 or NaN, per label        |
+| Regression  | float, shape (batch, units)    | NaN, per value              |
+| Tagging     | tag id per token (batch, T)    | -1, per token (padding too) |
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_mtl import heads
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def validate_name(name: Any, what: str = "task") -> str:
+    """Checks that `name` is safe as an output key, log prefix, signature key and file name.
+
+    Example:
+    >>> validate_name("income")
+    'income'
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"Invalid {what} name {name!r}: use a letter followed by up to 63 "
+            "letters, digits or underscores (it becomes a Keras output name, a "
+            "TensorBoard tag, a serving signature key and a file name)."
+        )
+    return name
+
+
+class Task:
+    """Base class of all task types. Use one of its subclasses.
+
+    Args:
+        name: output name, label key (unless `label` is given) and log prefix.
+        label: key of this task's labels in the dataset's label dict.
+        loss: any Keras loss (name, function or `keras.losses.Loss`); it is
+            applied per example (per label, per token) and reduced by keras_mtl
+            to a mean over the labelled examples only.
+        metrics: Keras metrics for this task; `None` uses the task's defaults.
+        weight: fixed loss weight, used by the `"fixed"` weighting method.
+        tower: sizes of task-specific Dense layers between the shared
+            representation and the output layer.
+    """
+
+    # How labels are compared with predictions: "elementwise" tasks score each
+    # output unit as an independent target, "sparse" tasks take class ids.
+    target_kind = "elementwise"
+    default_loss: str = ""
+    missing_class_id = -1
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        label: str | None = None,
+        loss: Any = None,
+        metrics: Sequence[Any] | None = None,
+        weight: float = 1.0,
+        tower: Sequence[int] = (),
+    ):
+        self.name = validate_name(name)
+        self.label = validate_name(label if label is not None else name, "label")
+        weight = float(weight)
+        if not weight >= 0.0 or weight == float("inf"):
+            raise ValueError(
+                f"Task {name!r}: weight must be a finite number >= 0, got {weight}."
+            )
+        self.weight = weight
+        self.loss = keras.losses.get(loss if loss is not None else self.default_loss)
+        self._metrics = list(metrics) if metrics is not None else None
+        self.tower = [int(u) for u in tower]
+
+    # ------------------------------------------------------------------ model
+    # Subclasses define `units`: the size of the output layer's last axis.
+    activation = "linear"
+    uses_sequence = False
+
+    def build_head(self, features: keras.KerasTensor) -> keras.KerasTensor:
+        """Adds this task's tower and output layer on `features`; the output is named after the task."""
+        return heads.dense_head(
+            features, self.name, self.units, self.activation, self.tower
+        )
+
+    def metrics(self) -> list:
+        """Fresh metric objects for this task (defaults unless given at construction)."""
+        if self._metrics is not None:
+            return [keras.metrics.get(m) if isinstance(m, str) else m for m in self._metrics]
+        return self.default_metrics()
+
+    def default_metrics(self) -> list:
+        return []
+
+    # ------------------------------------------------------------ labels, loss
+    def prepare(self, y, y_pred, sample_weight=None):
+        """Turns raw labels into `(labels, weights)` with the missing ones zero-weighted.
+
+        `labels` has the shape the loss and metrics compare with `y_pred`;
+        `weights` has one entry per scored unit (example, label or token).
+        """
+        y = self._reshape_labels(tf.convert_to_tensor(y), y_pred)
+        if y.dtype.is_floating:
+            present = tf.math.logical_not(tf.math.is_nan(y))
+            if self.missing_class_id is not None:
+                present &= tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
+        else:
+            present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
+        y = tf.where(present, y, tf.zeros_like(y))
+        weights = tf.cast(present, y_pred.dtype)
+        if sample_weight is not None:
+            sample_weight = tf.cast(sample_weight, y_pred.dtype)
+            # A per-example weight of shape (batch,) scales every unit of that example.
+            while sample_weight.shape.rank < weights.shape.rank:
+                sample_weight = tf.expand_dims(sample_weight, -1)
+            weights = weights * sample_weight
+        return y, weights
+
+    def _reshape_labels(self, y, y_pred):
+        if self.target_kind == "elementwise":
+            return tf.reshape(y, tf.shape(y_pred))
+        return tf.reshape(y, tf.shape(y_pred)[:-1])
+
+    def unit_losses(self, y, y_pred):
+        """Loss per scored unit, shaped like the weights from `prepare`."""
+        # Loss objects are called unreduced; plain functions already are.
+        loss = self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss
+        if self.target_kind == "elementwise":
+            # A trailing axis of 1 makes every Keras loss (which averages the
+            # last axis) return one value per output unit, so each can be masked.
+            y = tf.cast(y, y_pred.dtype)
+            return loss(y[..., None], y_pred[..., None])
+        return loss(y, y_pred)
+
+    # ---------------------------------------------------------- serialization
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "loss": keras.saving.serialize_keras_object(self.loss),
+            "metrics": (
+                [keras.saving.serialize_keras_object(m) for m in self._metrics]
+                if self._metrics is not None
+                else None
+            ),
+            "weight": self.weight,
+            "tower": list(self.tower),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Task":
+        config = dict(config)
+        config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+        if config.get("metrics") is not None:
+            config["metrics"] = [
+                keras.saving.deserialize_keras_object(m) for m in config["metrics"]
+            ]
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, weight={self.weight})"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and _comparable(self.get_config()) == _comparable(
+            other.get_config()
+        )
+
+    __hash__ = None
+
+
+def _comparable(config: dict) -> dict:
+    return {k: repr(v) for k, v in config.items()}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Binary(Task):
+    """A yes/no target: one sigmoid output, binary cross-entropy, AUC and accuracy.
+
+    Example:
+    >>> task = Binary("income")
+    >>> task.units, [m.name for m in task.metrics()]
+    (1, ['auc', 'accuracy'])
+    """
+
+    default_loss = "binary_crossentropy"
+    activation = "sigmoid"
+    units = 1
+
+    def default_metrics(self):
+        return [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Multiclass(Task):
+    """One class out of `num_classes`: softmax output, sparse cross-entropy, accuracy.
+
+    Labels are integer class ids; -1 marks a missing label.
+
+    Example:
+    >>> Multiclass("topic", num_classes=4).units
+    4
+    """
+
+    target_kind = "sparse"
+    default_loss = "sparse_categorical_crossentropy"
+    activation = "softmax"
+
+    def __init__(self, name: str, num_classes: int, **kwargs):
+        if int(num_classes) < 2:
+            raise ValueError(f"Task {name!r}: num_classes must be >= 2, got {num_classes}.")
+        self.num_classes = int(num_classes)
+        super().__init__(name, **kwargs)
+
+    @property
+    def units(self):
+        return self.num_classes
+
+    def default_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Multilabel(Task):
+    """Several independent yes/no labels: `num_labels` sigmoid outputs.
+
+    Labels are multi-hot of shape (batch, num_labels); -1 or NaN marks one
+    missing label, so partially labelled rows still train the labels they have.
+
+    Example:
+    >>> Multilabel("tags", num_labels=5).units
+    5
+    """
+
+    default_loss = "binary_crossentropy"
+    activation = "sigmoid"
+
+    def __init__(self, name: str, num_labels: int, **kwargs):
+        if int(num_labels) < 1:
+            raise ValueError(f"Task {name!r}: num_labels must be >= 1, got {num_labels}.")
+        self.num_labels = int(num_labels)
+        super().__init__(name, **kwargs)
+
+    @property
+    def units(self):
+        return self.num_labels
+
+    def default_metrics(self):
+        return [
+            keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.num_labels),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "num_labels": self.num_labels}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Regression(Task):
+    """A real-valued target: linear output, mean squared error, MAE and RMSE.
+
+    NaN marks a missing value (-1 is a legitimate value here).
+
+    Example:
+    >>> Regression("log_retweets").units
+    1
+    """
+
+    default_loss = "mean_squared_error"
+    missing_class_id = None
+
+    def __init__(self, name: str, units: int = 1, **kwargs):
+        if int(units) < 1:
+            raise ValueError(f"Task {name!r}: units must be >= 1, got {units}.")
+        self._units = int(units)
+        super().__init__(name, **kwargs)
+
+    @property
+    def units(self):
+        return self._units
+
+    def default_metrics(self):
+        return [
+            keras.metrics.MeanAbsoluteError(name="mae"),
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self._units}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Tagging(Task):
+    """One tag per token (named entities, parts of speech): a softmax per position.
+
+    Needs a trunk with a per-token output (e.g. `keras_mtl.trunks.text`).
+    Labels are tag ids of shape (batch, sequence_length); -1 marks padding or
+    an unlabelled token, which is neither scored nor counted.
+
+    Example:
+    >>> Tagging("ner", num_tags=9).uses_sequence
+    True
+    """
+
+    target_kind = "sparse"
+    default_loss = "sparse_categorical_crossentropy"
+    activation = "softmax"
+    uses_sequence = True
+
+    def __init__(self, name: str, num_tags: int, **kwargs):
+        if int(num_tags) < 2:
+            raise ValueError(f"Task {name!r}: num_tags must be >= 2, got {num_tags}.")
+        self.num_tags = int(num_tags)
+        super().__init__(name, **kwargs)
+
+    @property
+    def units(self):
+        return self.num_tags
+
+    def default_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def get_config(self):
+        return {**super().get_config(), "num_tags": self.num_tags}
+
+
+TASK_TYPES = {
+    "binary": Binary,
+    "multiclass": Multiclass,
+    "multilabel": Multilabel,
+    "regression": Regression,
+    "tagging": Tagging,
+}
+
+
+def check_unique(tasks: Sequence[Task]) -> list[Task]:
+    """Returns `tasks` as a list after checking there is at least one and names are unique.
+
+    Example:
+    >>> [t.name for t in check_unique([Binary("a"), Binary("b")])]
+    ['a', 'b']
+    """
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("At least one task is needed; got an empty list.")
+    for t in tasks:
+        if not isinstance(t, Task):
+            raise TypeError(f"Expected keras_mtl.tasks.Task objects, got {t!r}.")
+    seen = set()
+    for t in tasks:
+        if t.name in seen:
+            raise ValueError(f"Duplicate task name {t.name!r}: task names must be unique.")
+        seen.add(t.name)
+    return tasks

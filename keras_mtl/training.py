@@ -1,0 +1,157 @@
+"""One training run from a validated config: data, model, fit, test, export, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import yaml
+
+from keras_mtl import config as config_lib
+from keras_mtl import data as data_lib
+from keras_mtl import export as export_lib
+from keras_mtl import models, trunks
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced, for printing and for tests."""
+
+    task_names: list
+    test_metrics: dict
+    log_dir: str
+    checkpoint: str
+    export_path: str
+    verification: dict
+    seconds: float
+
+
+def build_tasks(cfg: config_lib.Config, data: data_lib.MultiTaskData) -> list:
+    """The tasks from the config (or the dataset's defaults), checked against the dataset's labels."""
+    tasks = [t.build() for t in cfg.tasks] if cfg.tasks else list(data.tasks)
+    labels = sorted(data.columns["train"][1])
+    for i, t in enumerate(tasks):
+        if t.label not in labels:
+            raise config_lib.ConfigError(
+                f"tasks[{i}] ({t.name!r}) reads label {t.label!r}, which dataset "
+                f"{cfg.data.dataset!r} does not have; its labels are {labels}."
+            )
+    return tasks
+
+
+def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: list):
+    """The compiled model the config describes."""
+    trunk_cfg = cfg.model.trunk
+    if data.feature_space is not None:
+        trunk = trunks.tabular(data.feature_space, trunk_cfg.units, dropout=trunk_cfg.dropout)
+    else:
+        trunk = trunks.mlp(trunk_cfg.units, dropout=trunk_cfg.dropout)
+    if cfg.model.architecture == "single_task":
+        model = models.single_task(data.inputs, tasks[0], trunk)
+    else:
+        model = models.ARCHITECTURES[cfg.model.architecture](data.inputs, tasks, trunk)
+    model.compile(
+        optimizer=OPTIMIZERS[cfg.train.optimizer](learning_rate=cfg.train.learning_rate),
+        weighting=cfg.train.weighting,
+    )
+    return model
+
+
+def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResult:
+    """Trains, tests, exports and verifies the model that `cfg` describes.
+
+    Writes TensorBoard logs to `logs_dir/<name>/<run>/`, the best checkpoint
+    (lowest validation loss) to `checkpoint_dir/<name>/<run>/best.keras`, and
+    the export to `export_dir/<name>/<version>/`.
+    """
+    start = time.time()
+    keras.utils.set_random_seed(cfg.train.seed)
+    run_name = cfg.output.run or time.strftime("%Y%m%d-%H%M%S")
+    log_dir = Path(cfg.output.logs_dir) / cfg.name / run_name
+    ckpt_dir = Path(cfg.output.checkpoint_dir) / cfg.name / run_name
+    for d in (log_dir, ckpt_dir):
+        if d.exists() and any(d.iterdir()):
+            raise FileExistsError(f"{d} already holds a run called {run_name!r}; choose another output.run.")
+
+    loader = data_lib.DATASETS[cfg.data.dataset]
+    echo(f"Loading {cfg.data.dataset} ...")
+    data = loader(
+        batch_size=cfg.data.batch_size,
+        validation_fraction=cfg.data.validation_fraction,
+        limit=cfg.data.limit,
+        seed=cfg.train.seed,
+    )
+    tasks = build_tasks(cfg, data)
+    model = build_model(cfg, data, tasks)
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "config.yaml").write_text(yaml.safe_dump(config_lib.to_dict(cfg), sort_keys=False))
+    checkpoint = ckpt_dir / "best.keras"
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
+    ]
+    echo(
+        f"Training {model.name} on tasks {[t.name for t in tasks]} "
+        f"(weighting={cfg.train.weighting}); TensorBoard logs in {log_dir}"
+    )
+    model.fit(
+        data.train,
+        validation_data=data.validation,
+        epochs=cfg.train.epochs,
+        callbacks=callbacks,
+        verbose=cfg.train.verbose,
+    )
+    best = keras.saving.load_model(str(checkpoint))
+    test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)
+    (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
+
+    export_path = export_lib.export_saved_model(best, Path(cfg.output.export_dir) / cfg.name)
+    echo(f"Exported to {export_path}; verifying as TF Serving loads it ...")
+    report = export_lib.verify(export_path, data.sample(64, "test"), best)
+    return RunResult(
+        task_names=[t.name for t in tasks],
+        test_metrics=test_metrics,
+        log_dir=str(log_dir),
+        checkpoint=str(checkpoint),
+        export_path=export_path,
+        verification=report,
+        seconds=time.time() - start,
+    )
+
+
+def metric_table(metrics: dict, task_names: list[str]) -> str:
+    """Formats `{task_metric: value}` as one row per task.
+
+    Example:
+    >>> print(metric_table({"a_loss": 0.5, "a_auc": 0.9, "loss": 0.5}, ["a"]))
+    task  auc     loss
+    a     0.9000  0.5000
+    """
+    rows, columns = {}, set()
+    for name in task_names:
+        row = {k[len(name) + 1 :]: v for k, v in metrics.items() if k.startswith(name + "_")}
+        rows[name] = row
+        columns.update(row)
+    columns = sorted(columns)
+    width = max([4] + [len(n) for n in task_names]) + 2
+    col_w = max([6] + [len(c) for c in columns]) + 2
+    lines = ["task".ljust(width) + "".join(c.ljust(col_w) for c in columns).rstrip()]
+    for name, row in rows.items():
+        cells = "".join(
+            (f"{row[c]:.4f}" if c in row else "-").ljust(col_w) for c in columns
+        ).rstrip()
+        lines.append(name.ljust(width) + cells)
+    return "\n".join(lines)
