@@ -140,6 +140,11 @@ class MultiTaskModel(keras.Model):
             t.name: list(metrics[t.name]) if t.name in metrics else t.metrics()
             for t in self._tasks
         }
+        if len(self._tasks) == 1:
+            # Keras prefixes metric names with the output name only when there
+            # are several outputs; one-task models keep the `<task>_` prefix too.
+            ((name, ms),) = task_metrics.items()
+            task_metrics = {name: [_renamed(m, f"{name}_") for m in ms]}
         # Metrics are "weighted" so that examples with a missing label (weight
         # 0) are left out of them, exactly as they are left out of the loss.
         super().compile(optimizer=optimizer, weighted_metrics=task_metrics, **kwargs)
@@ -242,3 +247,12 @@ class MultiTaskModel(keras.Model):
             representation=self.representation,
         )
         return config
+
+
+def _renamed(metric, prefix: str):
+    metric = keras.metrics.get(metric) if isinstance(metric, str) else metric
+    if not isinstance(metric, keras.metrics.Metric):
+        metric = keras.metrics.MeanMetricWrapper(metric, name=getattr(metric, "__name__", "metric"))
+    if metric.name.startswith(prefix):
+        return metric
+    return type(metric).from_config({**metric.get_config(), "name": prefix + metric.name})

@@ -113,6 +113,8 @@ def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResul
         epochs=cfg.train.epochs,
         callbacks=callbacks,
         verbose=cfg.train.verbose,
+        shuffle=False,  # the dataset shuffles itself, every epoch
+
     )
     best = keras.saving.load_model(str(checkpoint))
     test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)

@@ -29,7 +29,7 @@ def shared_bottom(
     >>> import keras, keras_mtl as mtl
     >>> model = shared_bottom(keras.Input((4,)), [mtl.tasks.Binary("a"), mtl.tasks.Binary("b")],
     ...                       trunk=mtl.trunks.mlp([8]))
-    >>> model.output_shape
+    >>> {name: out.shape for name, out in model.output.items()}
     {'a': (None, 1), 'b': (None, 1)}
     """
     rep = mark_representation((trunk or trunks.mlp())(inputs))

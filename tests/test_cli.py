@@ -1,0 +1,85 @@
+"""`keras-mtl train` end to end on a small real slice, and its errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from keras_mtl import cli, export
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def keras_mtl_command():
+    exe = shutil.which("keras-mtl", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "keras_mtl.cli"]
+
+
+@pytest.mark.slow
+def test_train_end_to_end(tmp_path):
+    args = [
+        "train", str(ROOT / "examples" / "census.yaml"),
+        "--set", "data.limit=2000", "--set", "data.batch_size=256",
+        "--set", "train.epochs=2", "--set", "output.run=r1", "--set", "train.verbose=2",
+    ]
+    proc = subprocess.run(
+        keras_mtl_command() + args, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "Test metrics (best checkpoint):" in out
+    table = out.split("Test metrics (best checkpoint):")[1]
+    assert "income" in table and "never_married" in table and "auc" in table
+    assert "verified" in out
+
+    # TensorBoard: per-task scalars for train and validation.
+    run = tmp_path / "logs" / "census" / "r1"
+    acc = EventAccumulator(str(run / "validation"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"])
+    assert {"epoch_income_loss", "epoch_never_married_auc", "epoch_loss"} <= tags
+    assert (run / "config.yaml").is_file() and (run / "test_metrics.json").is_file()
+    assert (tmp_path / "checkpoints" / "census" / "r1" / "best.keras").is_file()
+    assert export.versions(tmp_path / "saved_models" / "census") == [1]
+
+    # The checkpoint re-exports through the CLI as the next version, and verifies.
+    assert cli.main(["export", str(tmp_path / "checkpoints/census/r1/best.keras"), str(tmp_path / "saved_models/census")]) == 0
+    assert export.versions(tmp_path / "saved_models" / "census") == [1, 2]
+    assert cli.main([
+        "verify", str(tmp_path / "saved_models/census/2"),
+        "--model", str(tmp_path / "checkpoints/census/r1/best.keras"), "--samples", "8",
+    ]) == 0
+
+    # A second run with the same name is refused instead of mixing logs.
+    again = subprocess.run(keras_mtl_command() + args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "already holds a run called 'r1'" in again.stderr
+
+
+def test_bad_config_exits_2_with_the_key(tmp_path, capsys):
+    code = cli.main(["train", str(ROOT / "examples" / "census.yaml"), "--set", "train.epoch=1"])
+    assert code == 2
+    assert "Unknown config key 'train.epoch'; did you mean 'train.epochs'?" in capsys.readouterr().err
+
+
+def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: t\ndata: {limit: 300, batch_size: 64}\ntasks:\n"
+        "- {name: income, type: binary}\n- {name: sex, type: binary}\n"
+    )
+    assert cli.main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "tasks[1] ('sex') reads label 'sex', which dataset 'census_income' does not have" in err
+    assert not (tmp_path / "saved_models").exists()
+
+
+def test_metric_table_formatting():
+    from keras_mtl.training import metric_table
+
+    table = metric_table({"a_loss": 0.5, "a_auc": 0.9, "b_loss": 0.25, "loss": 0.75}, ["a", "b"])
+    assert table.splitlines() == ["task  auc     loss", "a     0.9000  0.5000", "b     -       0.2500"]

@@ -1,0 +1,104 @@
+"""Run configs: every bad key, type and value gives an error naming the key."""
+
+import pytest
+import yaml
+
+from keras_mtl import config
+from keras_mtl.config import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads():
+    cfg = config.load("examples/census.yaml")
+    assert cfg.name == "census" and cfg.train.epochs == 5
+    assert [t.name for t in cfg.tasks] == ["income", "never_married"]
+    assert cfg.model.trunk.units == [128, 64]
+
+
+def test_overrides():
+    cfg = config.load(
+        "examples/census.yaml",
+        ["train.epochs=1", "data.limit=100", "tasks.0.weight=2.5", "model.trunk.units=[4, 2]"],
+    )
+    assert cfg.train.epochs == 1 and cfg.data.limit == 100
+    assert cfg.tasks[0].weight == 2.5 and cfg.model.trunk.units == [4, 2]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", r"Unknown config key 'train.epoch'; did you mean 'train.epochs'\?"),
+        ("trian.epochs=3", r"Unknown config key 'trian'; did you mean 'train'\?"),
+        ("train.epochs=three", r"train.epochs must be an integer, got str 'three'"),
+        ("train.epochs=0", r"^train.epochs must be >= 1, got 0"),
+        ("train.epochs=true", r"train.epochs must be an integer, got bool"),
+        ("train.learning_rate=-1", r"learning_rate must be > 0"),
+        ("train.optimizer=adagrad", r"train.optimizer must be one of \['adam', 'adamw', 'sgd', 'rmsprop'\], got 'adagrad'"),
+        ("train.weighting=magic", r"train.weighting: unknown method 'magic'"),
+        ("data.dataset=mnist", r"data.dataset must be one of \['census_income'\]"),
+        ("data.validation_fraction=1.0", r"validation_fraction must be in \(0, 1\)"),
+        ("data.batch_size=0", r"batch_size must be >= 1"),
+        ("model.architecture=mmoe_x", r"model.architecture must be one of"),
+        ("model.trunk.units=[]", r"model.trunk.units must be a non-empty list"),
+        ("model.trunk.units=[8, x]", r"model.trunk.units\[1\] must be an integer"),
+        ("model.trunk=5", r"model.trunk must be a mapping"),
+        ("tasks.0.type=ranking", r"tasks\[0\].type must be one of"),
+        ("tasks.0.weight=-1", r"tasks\[0\].weight must be >= 0"),
+        ("tasks.1.name=income", r"tasks\[1\].name: duplicate task name 'income'"),
+        ("tasks.0.name=bad name", r"tasks\[0\].name: Invalid task name 'bad name'"),
+        ("tasks.0.colour=red", r"Unknown config key 'tasks\[0\].colour'"),
+        ("name=../etc", r"name: Invalid run config name '../etc'"),
+        ("model.architecture=single_task", r"single_task trains one task: list exactly one entry"),
+        ("tasks.5.weight=1", r"--set tasks.5.weight: tasks has no item '5'"),
+        ("train", r"--set expects key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load("examples/census.yaml", [override])
+
+
+def test_all_zero_weights(tmp_path):
+    path = write(tmp_path, "name: x\ntasks:\n- {name: a, type: binary, weight: 0}\n")
+    with pytest.raises(ConfigError, match="every task has weight 0"):
+        config.load(path)
+
+
+def test_multiclass_needs_num_classes(tmp_path):
+    path = write(tmp_path, "name: x\ntasks:\n- {name: a, type: multiclass}\n")
+    with pytest.raises(ConfigError, match=r"tasks\[0\].num_classes is required for a multiclass task"):
+        config.load(path)
+
+
+def test_missing_name_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="Missing required config key 'name'"):
+        config.load(write(tmp_path, "train: {epochs: 1}\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(write(tmp_path, "name: [unclosed\n"))
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        config.load(write(tmp_path, "- a\n- b\n"))
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(path)
+
+
+def test_task_config_builds_tasks():
+    cfg = config.load("examples/census.yaml", ["tasks.0.weight=2", "tasks.0.tower=[4]"])
+    task = cfg.tasks[0].build()
+    assert (task.name, task.weight, task.tower) == ("income", 2.0, [4])
+
+
+def test_to_dict_round_trips():
+    cfg = config.load("examples/census.yaml")
+    again = config.from_dict(config.Config, yaml.safe_load(yaml.safe_dump(config.to_dict(cfg))))
+    assert again == cfg

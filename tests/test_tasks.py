@@ -1,0 +1,144 @@
+"""Task types: heads, losses (masked means), default metrics, missing labels, validation."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_mtl import masking, tasks
+
+
+def loss_of(task, y, y_pred, sample_weight=None):
+    y_pred = tf.constant(y_pred, tf.float32)
+    labels, weights = task.prepare(tf.constant(y), y_pred, sample_weight)
+    mean, count = masking.masked_mean(task.unit_losses(labels, y_pred), weights)
+    return float(mean), float(count)
+
+
+def bce(y, p):
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_binary_head_loss_and_metrics():
+    t = tasks.Binary("income")
+    out = t.build_head(keras.Input((4,)))
+    assert out.shape == (None, 1)
+    assert [m.name for m in t.metrics()] == ["auc", "accuracy"]
+    loss, count = loss_of(t, np.array([1.0, 0.0, -1.0, np.nan]), [[0.9], [0.2], [0.5], [0.7]])
+    assert count == 2
+    assert loss == pytest.approx((bce(1, 0.9) + bce(0, 0.2)) / 2, rel=1e-5)
+
+
+def test_binary_integer_labels_use_minus_one_as_missing():
+    loss, count = loss_of(tasks.Binary("b"), np.array([1, -1], np.int64), [[0.6], [0.1]])
+    assert count == 1 and loss == pytest.approx(bce(1, 0.6), rel=1e-5)
+
+
+def test_all_masked_batch_gives_zero_not_nan():
+    for t, y, p in [
+        (tasks.Binary("b"), np.array([np.nan, -1.0]), [[0.5], [0.5]]),
+        (tasks.Multiclass("m", num_classes=3), np.array([-1, -1]), [[0.2, 0.3, 0.5]] * 2),
+        (tasks.Regression("r"), np.array([np.nan, np.nan]), [[1.0], [2.0]]),
+    ]:
+        loss, count = loss_of(t, y, p)
+        assert (loss, count) == (0.0, 0.0), t
+
+
+def test_multiclass_sparse_labels_and_missing():
+    t = tasks.Multiclass("topic", num_classes=3)
+    assert t.build_head(keras.Input((4,))).shape == (None, 3)
+    assert [m.name for m in t.metrics()] == ["accuracy"]
+    p = [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]]
+    loss, count = loss_of(t, np.array([0, 2, -1]), p)
+    assert count == 2
+    assert loss == pytest.approx(-(math.log(0.7) + math.log(0.8)) / 2, rel=1e-5)
+
+
+def test_multilabel_masks_each_label_separately():
+    t = tasks.Multilabel("tags", num_labels=2)
+    p = [[0.8, 0.3], [0.4, 0.9]]
+    loss, count = loss_of(t, np.array([[1.0, -1.0], [np.nan, 1.0]]), p)
+    assert count == 2
+    assert loss == pytest.approx((bce(1, 0.8) + bce(1, 0.9)) / 2, rel=1e-5)
+    assert [m.name for m in t.metrics()] == ["auc", "accuracy"]
+
+
+def test_regression_nan_is_missing_but_minus_one_is_a_value():
+    t = tasks.Regression("y")
+    loss, count = loss_of(t, np.array([-1.0, np.nan, 2.0]), [[0.0], [5.0], [1.0]])
+    assert count == 2
+    assert loss == pytest.approx((1.0 + 1.0) / 2)
+    assert [m.name for m in t.metrics()] == ["mae", "rmse"]
+
+
+def test_tagging_masks_padding_tokens():
+    t = tasks.Tagging("ner", num_tags=2)
+    assert t.build_head(keras.Input((5, 8))).shape == (None, 5, 2)
+    p = [[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]]
+    loss, count = loss_of(t, np.array([[0, 1, -1]]), p)
+    assert count == 2
+    assert loss == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, rel=1e-5)
+
+
+def test_sample_weights_multiply_the_mask():
+    t = tasks.Binary("b")
+    loss, count = loss_of(
+        t, np.array([1.0, 0.0, -1.0]), [[0.9], [0.2], [0.5]], tf.constant([3.0, 1.0, 5.0])
+    )
+    assert count == 4.0
+    assert loss == pytest.approx((3 * bce(1, 0.9) + bce(0, 0.2)) / 4, rel=1e-5)
+
+
+def test_custom_loss_and_metrics():
+    t = tasks.Regression("y", loss=keras.losses.Huber(delta=1.0), metrics=["mae"])
+    loss, _ = loss_of(t, np.array([0.0, 3.0]), [[0.5], [0.0]])
+    assert loss == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2, rel=1e-5)
+    assert [m.name for m in t.metrics()] == ["mean_absolute_error"]
+
+
+@pytest.mark.parametrize("bad", ["", "1abc", "has space", "a/b", "../x", "x" * 65, None, 3])
+def test_invalid_task_names_are_rejected(bad):
+    with pytest.raises(ValueError, match="Invalid task name"):
+        tasks.Binary(bad)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: tasks.Binary("a", weight=-1), "weight must be a finite number >= 0"),
+        (lambda: tasks.Binary("a", weight=float("nan")), "weight must be"),
+        (lambda: tasks.Multiclass("a", num_classes=1), "num_classes must be >= 2"),
+        (lambda: tasks.Multilabel("a", num_labels=0), "num_labels must be >= 1"),
+        (lambda: tasks.Tagging("a", num_tags=1), "num_tags must be >= 2"),
+        (lambda: tasks.Regression("a", units=0), "units must be >= 1"),
+    ],
+)
+def test_bad_task_arguments_name_the_task(make, message):
+    with pytest.raises(ValueError, match=message) as info:
+        make()
+    assert "'a'" in str(info.value)
+
+
+def test_duplicate_and_empty_task_lists():
+    with pytest.raises(ValueError, match="Duplicate task name 'a'"):
+        tasks.check_unique([tasks.Binary("a"), tasks.Regression("a")])
+    with pytest.raises(ValueError, match="At least one task"):
+        tasks.check_unique([])
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        tasks.Binary("a", weight=0.5, tower=[4]),
+        tasks.Multiclass("b", num_classes=4, label="topic"),
+        tasks.Multilabel("c", num_labels=3),
+        tasks.Regression("d", units=2, loss="huber", metrics=["mae"]),
+        tasks.Tagging("e", num_tags=5),
+    ],
+)
+def test_task_config_round_trip(task):
+    config = keras.saving.serialize_keras_object(task)
+    again = keras.saving.deserialize_keras_object(config)
+    assert again == task and again is not task
