@@ -78,9 +78,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `keras-mtl` console script.
 
-    Example (trains, tests, exports and verifies; about a minute on 2 cores):
-    >>> main(["train", "examples/census.yaml", "--set", "data.limit=5000", "--set", "train.epochs=1"])  # doctest: +SKIP
-    0
+    Example (trains, tests, exports and verifies in about half a minute)::
+
+        main(["train", "examples/census.yaml", "--set", "data.limit=5000", "--set", "train.epochs=1"])
     """
     args = parser().parse_args(argv)
     from keras_mtl.config import ConfigError

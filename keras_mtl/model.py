@@ -32,6 +32,9 @@ class MultiTaskModel(keras.Model):
             weighting methods take task gradients with respect to them.
         representation: name of the layer whose output is the shared
             representation the task heads read.
+        unknown_labels: `"raise"` (default) stops on a label key that no
+            task reads, which catches typos; `"ignore"` skips such labels,
+            e.g. for a single-task baseline fed a multi-task dataset.
 
     Example:
     >>> import keras_mtl as mtl
@@ -50,8 +53,11 @@ class MultiTaskModel(keras.Model):
         tasks: Sequence[Task | dict] = (),
         shared_layers: Sequence[str] = (),
         representation: str | None = None,
+        unknown_labels: str = "raise",
         **kwargs,
     ):
+        if unknown_labels not in ("raise", "ignore"):
+            raise ValueError(f"unknown_labels must be 'raise' or 'ignore', got {unknown_labels!r}.")
         tasks = check_unique(
             [t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t) for t in tasks]
         )
@@ -70,6 +76,7 @@ class MultiTaskModel(keras.Model):
         self._tasks = tuple(tasks)
         self.shared_layers = list(shared_layers)
         self.representation = representation
+        self.unknown_labels = unknown_labels
         self.weighting = None
         self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
 
@@ -184,10 +191,11 @@ class MultiTaskModel(keras.Model):
             y = {self._tasks[0].label: y}
         known = {t.label for t in self._tasks}
         unknown = sorted(set(y) - known)
-        if unknown:
+        if unknown and self.unknown_labels == "raise":
             raise ValueError(
                 f"Labels given for unknown task label key(s) {unknown}; the model's "
-                f"tasks read {sorted(known)}."
+                f"tasks read {sorted(known)}. (Build the model with "
+                "unknown_labels='ignore' to train on a subset of a dataset's tasks.)"
             )
         if isinstance(sample_weight, Mapping):
             bad = sorted(set(sample_weight) - {t.name for t in self._tasks})
@@ -245,6 +253,7 @@ class MultiTaskModel(keras.Model):
             tasks=[keras.saving.serialize_keras_object(t) for t in self._tasks],
             shared_layers=list(self.shared_layers),
             representation=self.representation,
+            unknown_labels=self.unknown_labels,
         )
         return config
 

@@ -199,3 +199,17 @@ def test_keras_round_trip(tmp_path, rng, census_small):
         assert "Lambda" not in z.read("config.json").decode()
     # The loaded model trains on with the same optimizer state.
     loaded.fit(census_small.train.take(1), verbose=0)
+
+
+def test_single_task_baseline_ignores_other_tasks_labels(rng):
+    x, y = toy(rng, 16)
+    model = mtl.models.single_task(keras.Input((4,)), tasks.Binary("a"))
+    model.compile(optimizer="sgd")
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)  # y also has "b" and "c"
+    assert set(logs) == {"loss", "a_loss", "a_auc", "a_accuracy"}
+    strict = mtl.models.shared_bottom(keras.Input((4,)), [tasks.Binary("a")])
+    strict.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match=r"unknown task label key\(s\) \['b', 'c'\]"):
+        strict.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match="unknown_labels must be"):
+        mtl.models.shared_bottom(keras.Input((4,)), [tasks.Binary("a")], unknown_labels="drop")

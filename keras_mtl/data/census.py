@@ -93,7 +93,8 @@ def read_split(split: str, limit: int | None = None) -> tuple[dict, dict]:
         c: (
             frame[c].astype(np.float32).to_numpy()
             if c in NUMERIC
-            else frame[c].to_numpy(dtype=object)
+            # A few UCI values end in a space; clients should not have to send it.
+            else frame[c].str.strip().to_numpy(dtype=object)
         ).reshape(-1, 1)
         for c in FEATURES
     }

@@ -40,7 +40,9 @@ def features_for(task: Task, rep: Mapping) -> keras.KerasTensor:
     return rep["pooled"]
 
 
-def build_model(inputs, tasks: Sequence[Task], rep: Mapping, name: str) -> MultiTaskModel:
+def build_model(
+    inputs, tasks: Sequence[Task], rep: Mapping, name: str, **model_kwargs
+) -> MultiTaskModel:
     """Adds each task's head on `rep` and returns the MultiTaskModel."""
     tasks = check_unique(tasks)
     # A plain dict: Keras compares input structures by type, and tracked
@@ -59,4 +61,5 @@ def build_model(inputs, tasks: Sequence[Task], rep: Mapping, name: str) -> Multi
         tasks=tasks,
         shared_layers=shared,
         representation=REPRESENTATION,
+        **model_kwargs,
     )

@@ -16,6 +16,7 @@ def shared_bottom(
     trunk: Callable | None = None,
     *,
     name: str = "shared_bottom",
+    **model_kwargs,
 ) -> MultiTaskModel:
     """Shared-bottom model (Caruana, 1997): every task reads the same trunk output.
 
@@ -24,6 +25,7 @@ def shared_bottom(
         tasks: the tasks, one output each.
         trunk: a trunk from `keras_mtl.trunks`; default `trunks.mlp()`.
         name: model name.
+        **model_kwargs: passed to `MultiTaskModel` (e.g. `unknown_labels`).
 
     Example:
     >>> import keras, keras_mtl as mtl
@@ -33,4 +35,4 @@ def shared_bottom(
     {'a': (None, 1), 'b': (None, 1)}
     """
     rep = mark_representation((trunk or trunks.mlp())(inputs))
-    return build_model(inputs, tasks, rep, name)
+    return build_model(inputs, tasks, rep, name, **model_kwargs)

@@ -14,7 +14,8 @@ def single_task(
 ) -> MultiTaskModel:
     """A model for one task with the trunk a multi-task model would share.
 
-    Train one per task to measure what sharing gains (or costs).
+    Train one per task to measure what sharing gains (or costs). It can be
+    fed the multi-task dataset as it is: labels of other tasks are ignored.
 
     Example:
     >>> import keras, keras_mtl as mtl
@@ -22,4 +23,6 @@ def single_task(
     >>> model.output_names
     ['y']
     """
-    return shared_bottom(inputs, [task], trunk, name=name or f"single_task_{task.name}")
+    return shared_bottom(
+        inputs, [task], trunk, name=name or f"single_task_{task.name}", unknown_labels="ignore"
+    )
