@@ -39,7 +39,7 @@ def test_shared_bottom_outputs_named_after_tasks():
 def test_single_task_is_the_same_trunk_with_one_head():
     model = mtl.models.single_task(keras.Input((4,)), tasks.Binary("a"), trunk=mtl.trunks.mlp([8]))
     assert model.output_names == ["a"] and model.name == "single_task_a"
-    assert model.shared_layers == ["trunk_dense_0"]
+    assert model.shared_layers == ["trunk_dense_0", "a"]  # one task: all of it is "shared"
 
 
 def test_no_lambda_layers_anywhere(census_small):

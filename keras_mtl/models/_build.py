@@ -40,6 +40,27 @@ def features_for(task: Task, rep: Mapping) -> keras.KerasTensor:
     return rep["pooled"]
 
 
+def shared_layer_names(inputs, outputs: Mapping) -> list[str]:
+    """Layers with trainable weights that every task's output depends on.
+
+    These are the parameters all task losses pull on, i.e. where task
+    gradients can conflict. A throwaway Functional per output lists its
+    ancestors without calling any layer.
+
+    Example:
+    >>> x = keras.Input((3,))
+    >>> h = keras.layers.Dense(4, name="shared")(x)
+    >>> shared_layer_names(x, {"a": keras.layers.Dense(1, name="a")(h), "b": keras.layers.Dense(1, name="b")(h)})
+    ['shared']
+    """
+    per_task = [
+        [layer.name for layer in keras.Model(inputs, out).layers if layer.trainable_weights]
+        for out in outputs.values()
+    ]
+    common = set.intersection(*(set(names) for names in per_task))
+    return [name for name in per_task[0] if name in common]
+
+
 def build_model(
     inputs, tasks: Sequence[Task], rep: Mapping, name: str, **model_kwargs
 ) -> MultiTaskModel:
@@ -50,16 +71,12 @@ def build_model(
     if isinstance(inputs, Mapping):
         inputs = dict(inputs)
     outputs = {t.name: t.build_head(features_for(t, rep)) for t in tasks}
-    # The trunk is every layer the representation depends on; a throwaway
-    # Functional over the same tensors lists them without calling anything.
-    trunk = keras.Model(inputs, list(rep.values()))
-    shared = [layer.name for layer in trunk.layers if layer.trainable_weights]
     return MultiTaskModel(
         inputs,
         outputs,
         name=name,
         tasks=tasks,
-        shared_layers=shared,
+        shared_layers=shared_layer_names(inputs, outputs),
         representation=REPRESENTATION,
         **model_kwargs,
     )
