@@ -79,6 +79,7 @@ class MultiTaskModel(keras.Model):
         self.unknown_labels = unknown_labels
         self.weighting = None
         self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+        self._task_weight_trackers = [keras.metrics.Mean(name=f"{n}_weight") for n in names]
 
     # ------------------------------------------------------------ structure
     @property
@@ -136,7 +137,9 @@ class MultiTaskModel(keras.Model):
                 )
             weighting = weighting_lib.Fixed(loss_weights)
         method = weighting_lib.get(weighting)
-        method.build(self)
+        method.attach(self)
+        if getattr(method, "mode", None) == "representation":
+            self._check_representation_mode()
         metrics = dict(metrics or {})
         unknown = sorted(set(metrics) - {t.name for t in self._tasks})
         if unknown:
@@ -155,6 +158,8 @@ class MultiTaskModel(keras.Model):
         # Metrics are "weighted" so that examples with a missing label (weight
         # 0) are left out of them, exactly as they are left out of the loss.
         super().compile(optimizer=optimizer, weighted_metrics=task_metrics, **kwargs)
+        # A tracked layer: its variables (e.g. learned log-variances) are
+        # trained, checkpointed and saved with the model.
         self.weighting = method
         self._compile_config.config["weighting"] = method
         self._compile_config.config["metrics_override"] = metrics or None
@@ -230,17 +235,82 @@ class MultiTaskModel(keras.Model):
         if self.weighting is None:
             raise ValueError("Call `compile()` before training or evaluating the model.")
         losses, counts = self.task_losses(y, y_pred, sample_weight)
-        for tracker, task in zip(self._task_loss_trackers, self._tasks):
-            # Weighing each batch by its label count makes the epoch value the
-            # true masked mean; trackers average over replicas, so the
-            # share-of-global scaling is undone first.
-            tracker.update_state(
-                masking.from_replica_share(losses[task.name]), sample_weight=counts[task.name]
-            )
-        total = self.weighting.combine(losses)
+        shares = tf.stack([losses[t.name] for t in self._tasks])
+        total, weights = self.weighting.combine(shares, masking.global_sum(shares), training)
+        self._track_tasks(losses, counts, weights if training else None)
         if self.losses:
             total = total + masking.per_replica_share(tf.add_n(self.losses))
         return total
+
+    def _track_tasks(self, losses, counts, weights=None):
+        for i, task in enumerate(self._tasks):
+            # Weighing each batch by its label count makes the epoch value the
+            # true masked mean; trackers average over replicas, so the
+            # share-of-global scaling is undone first.
+            self._task_loss_trackers[i].update_state(
+                masking.from_replica_share(losses[task.name]), sample_weight=counts[task.name]
+            )
+            if weights is not None:
+                self._task_weight_trackers[i].update_state(weights[i])
+
+    def track_step(self, losses, counts, weights, total_share, x):
+        """Updates the loss, per-task loss and per-task weight logs after a custom step."""
+        self._track_tasks(losses, counts, weights)
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        self._loss_tracker.update_state(masking.from_replica_share(total_share), sample_weight=batch)
+
+    # ---------------------------------------------------------------- steps
+    def train_step(self, data):
+        if self.weighting is not None and self.weighting.uses_gradients:
+            from keras_mtl.weighting.step import gradient_train_step
+
+            return gradient_train_step(self, data)
+        return super().train_step(data)
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        # Task weights describe training steps; evaluation has none to report.
+        return {k: v for k, v in logs.items() if k not in self._weight_log_names()}
+
+    def _weight_log_names(self):
+        return {m.name for m in self._task_weight_trackers}
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        extra = self.weighting.callbacks() if self.weighting is not None else []
+        return super().fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
+
+    # ------------------------------------------------------- representation
+    def call_with_representation(self, x, training=False):
+        """`(outputs, shared representation)` from one forward pass."""
+        rep_model = self.__dict__.get("_rep_model")
+        if rep_model is None:
+            rep = self.get_layer(self.representation).output
+            rep_model = keras.Model(self.input, [self.output, rep])
+            # Not tracked: it shares this model's layers and must not be saved twice.
+            object.__setattr__(self, "_rep_model", rep_model)
+        outputs, rep = rep_model(x, training=training)
+        return outputs, rep
+
+    def _check_representation_mode(self):
+        if not self.representation:
+            raise ValueError(
+                f"Model {self.name!r} records no shared representation; use mode='parameters'."
+            )
+        rep = self.get_layer(self.representation).output
+        try:
+            heads = keras.Model(rep, self.output)
+        except ValueError:
+            raise ValueError(
+                f"mode='representation' needs every task output of {self.name!r} to depend on the "
+                f"shared variables only through layer {self.representation!r}, which is not the "
+                "case here; use mode='parameters'."
+            ) from None
+        downstream = {layer.name for layer in heads.layers} & set(self.shared_layers)
+        if downstream:
+            raise ValueError(
+                f"mode='representation': shared layers {sorted(downstream)} come after the "
+                f"representation {self.representation!r}; use mode='parameters'."
+            )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, weights = self.prepare_targets(y, y_pred, sample_weight)

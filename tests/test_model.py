@@ -172,7 +172,7 @@ def test_outputs_must_match_tasks():
 def test_loss_weights_override_task_weights():
     model = mtl.models.shared_bottom(keras.Input((4,)), three_tasks())
     model.compile(optimizer="sgd", loss_weights={"a": 3.0})
-    assert model.weighting.weights == {"a": 3.0, "b": 1.0, "c": 1.0}
+    assert model.weighting.task_weights == {"a": 3.0, "b": 1.0, "c": 1.0}
     assert mtl.weighting.available() == ["fixed"]
 
 
@@ -189,7 +189,7 @@ def test_keras_round_trip(tmp_path, rng, census_small):
     loaded = keras.saving.load_model(path)  # safe_mode stays on
     assert isinstance(loaded, mtl.MultiTaskModel)
     assert loaded.tasks == model.tasks
-    assert loaded.weighting.weights == {"income": 2.0, "never_married": 0.5}
+    assert loaded.weighting.task_weights == {"income": 2.0, "never_married": 0.5}
     assert loaded.shared_layers == model.shared_layers
     batch = next(iter(census_small.test))[0]
     want, got = model.predict_on_batch(batch), loaded.predict_on_batch(batch)

@@ -6,22 +6,36 @@
 
 from __future__ import annotations
 
-from keras_mtl.weighting.base import Weighting
+from keras_mtl.weighting.base import GradientWeighting, Weighting
+from keras_mtl.weighting.aligned_mtl import AlignedMTL
+from keras_mtl.weighting.cagrad import CAGrad
+from keras_mtl.weighting.dwa import DWA
+from keras_mtl.weighting.famo import FAMO
 from keras_mtl.weighting.fixed import Fixed
+from keras_mtl.weighting.gls import GLS
+from keras_mtl.weighting.graddrop import GradDrop
+from keras_mtl.weighting.gradnorm import GradNorm
+from keras_mtl.weighting.gradvac import GradVac
+from keras_mtl.weighting.imtl import IMTL
+from keras_mtl.weighting.mgda import MGDA
+from keras_mtl.weighting.nash_mtl import NashMTL
+from keras_mtl.weighting.pcgrad import PCGrad
+from keras_mtl.weighting.rlw import RLW
+from keras_mtl.weighting.uncertainty import Uncertainty
 
 _REGISTRY: dict[str, type[Weighting]] = {}
 
 
 def register(cls: type[Weighting]) -> type[Weighting]:
-    """Makes a `Weighting` subclass available by its `name`.
+    """Makes a `Weighting` subclass available by its `key`.
 
     Example:
     >>> register(Fixed) is Fixed
     True
     """
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} needs a non-empty `name` to be registered.")
-    _REGISTRY[cls.name] = cls
+    if not cls.key:
+        raise ValueError(f"{cls.__name__} needs a non-empty `key` to be registered.")
+    _REGISTRY[cls.key] = cls
     return cls
 
 
@@ -39,8 +53,8 @@ def get(identifier: str | Weighting | None = None, **kwargs) -> Weighting:
     """Builds a weighting method from its name (or passes an instance through).
 
     Example:
-    >>> get("fixed")
-    Fixed({'weights': None})
+    >>> get("pcgrad", mode="representation").mode
+    'representation'
     """
     if identifier is None:
         identifier = "fixed"
@@ -55,6 +69,13 @@ def get(identifier: str | Weighting | None = None, **kwargs) -> Weighting:
     return _REGISTRY[identifier](**kwargs)
 
 
-register(Fixed)
+METHODS = [
+    Fixed, Uncertainty, DWA, RLW, GLS, FAMO,
+    GradNorm, PCGrad, GradDrop, GradVac, MGDA, CAGrad, IMTL, AlignedMTL, NashMTL,
+]
+for _method in METHODS:
+    register(_method)
 
-__all__ = ["Weighting", "Fixed", "available", "get", "register"]
+__all__ = ["Weighting", "GradientWeighting", "available", "get", "register"] + [
+    m.__name__ for m in METHODS
+]

@@ -1,43 +1,145 @@
-"""The base class every loss-balancing method builds on."""
+"""The two base classes every loss-balancing method builds on.
+
+`Weighting` methods combine the per-task *losses* (fixed, uncertainty, DWA,
+...). `GradientWeighting` methods combine per-task *gradients* (PCGrad,
+MGDA, CAGrad, ...). Both are Keras layers, so whatever state a method keeps
+(learned log-variances, loss histories, EMA targets) is tracked, trained and
+saved with the model.
+
+Distribution contract: each replica holds its *share* of every task's global
+masked mean loss (see `keras_mtl.masking`), and Keras' optimizer sums
+gradients over replicas. A method that returns a total linear in the shares
+(with weights computed from the all-reduced global losses) therefore trains
+exactly as on one device. Gradient methods never see per-replica gradients:
+the plumbing in `keras_mtl.weighting.step` all-reduces first.
+"""
 
 from __future__ import annotations
-
-import abc
-from typing import Mapping
 
 import keras
 import tensorflow as tf
 
+from keras_mtl import masking
 
-class Weighting(abc.ABC):
-    """Turns per-task losses into the one loss that the optimizer minimises.
 
-    A method sees the model (for its tasks and shared variables) once in
-    `build`, then one dict of per-task losses per step in `combine`. Losses
-    arrive as each replica's share of the global masked mean (see
-    `keras_mtl.masking`), so a method that combines them linearly is correct
-    under any `tf.distribute` strategy with no extra work.
+class Weighting(keras.layers.Layer):
+    """Base of loss-based methods: `combine` turns losses into one training loss.
 
-    Subclasses set `name` (the string accepted by `compile(weighting=...)`)
-    and implement `combine`; register them with `keras_mtl.weighting.register`.
+    Subclasses set `key` (the name `compile(weighting=...)` accepts) and
+    implement `weights` (or override `combine` when the total is not a
+    weighted sum, e.g. uncertainty's extra log-variance term).
     """
 
-    name = ""
+    key = ""
+    uses_gradients = False
 
-    def build(self, model: keras.Model) -> None:
-        """Called once by `MultiTaskModel.compile`; keeps what the method needs."""
+    def __init__(self, **kwargs):
+        kwargs.setdefault("name", f"weighting_{self.key}" if self.key else None)
+        super().__init__(**kwargs)
+        self.task_names: list[str] = []
+
+    def attach(self, model) -> None:
+        """Called by `MultiTaskModel.compile`; creates the method's state for the model's tasks."""
         self.task_names = [t.name for t in model.tasks]
+        if not self.built:
+            self.build_state(len(self.task_names))
+            self.built = True
 
-    @abc.abstractmethod
-    def combine(self, losses: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """Returns the scalar training loss for one step."""
+    def build_state(self, num_tasks: int) -> None:
+        """Creates variables; most methods keep none."""
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    def weights_for(self, losses: tf.Tensor, training: bool) -> tf.Tensor:
+        """The (num_tasks,) task weights for this step, from the *global* losses."""
+        return tf.ones_like(losses)
+
+    def combine(self, shares: tf.Tensor, losses: tf.Tensor, training: bool):
+        """Returns `(this replica's share of the training loss, task weights)`.
+
+        Args:
+            shares: (num_tasks,) this replica's shares of each task's loss.
+            losses: (num_tasks,) the global losses (the shares summed over replicas).
+            training: False during evaluation: state must not change.
+        """
+        w = tf.stop_gradient(self.weights_for(losses, training))
+        return tf.reduce_sum(w * shares), w
+
+    def callbacks(self) -> list:
+        """Keras callbacks `fit` adds for this method (e.g. epoch-level loss history)."""
+        return []
 
     def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "Weighting":
-        return cls(**config)
+        config = super().get_config()
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key, None)
+        return config
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
+
+
+class GradientWeighting(Weighting):
+    """Base of gradient-based methods: `aggregate` maps task gradients to combination weights.
+
+    The plumbing (`keras_mtl.weighting.step`) computes each task's gradient on
+    the shared variables (`mode="parameters"`) or on the shared
+    representation (`mode="representation"`, one backward pass through the
+    trunk instead of one per task), sums them over replicas, and hands the
+    method their Gram matrix `K[i, j] = g_i . g_j` and the global losses. The
+    method returns weights `w`; the update on the shared part is
+    `sum_t w_t g_t`, and task-specific layers get their own task's gradient.
+    Every method here that is a linear combination of task gradients (PCGrad,
+    MGDA, CAGrad, IMTL, Aligned-MTL, Nash-MTL, GradVac, GradNorm) needs only
+    `K`, which is what makes them cheap and exact under any strategy.
+    Elementwise methods (GradDrop) override `aggregate_vectors` instead.
+    """
+
+    uses_gradients = True
+    modes = ("parameters", "representation")
+
+    def __init__(self, mode: str = "parameters", **kwargs):
+        if mode not in self.modes:
+            raise ValueError(
+                f"{type(self).__name__}: mode must be one of {list(self.modes)}, got {mode!r}."
+            )
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def aggregate(self, gram: tf.Tensor, losses: tf.Tensor, training: bool) -> tf.Tensor:
+        """(num_tasks,) weights of the task gradients, from their Gram matrix and the losses."""
+        return tf.ones_like(losses)
+
+    aggregate_vectors = None  # or a function (grads (T, P), losses) -> combined (P,)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def step_seed(counter: tf.Variable) -> tf.Tensor:
+    """A seed equal on every replica: stateless random draws made from it agree everywhere."""
+    return tf.stack([tf.cast(counter, tf.int64), tf.constant(20260, tf.int64)])
+
+
+def state_weight(layer: keras.layers.Layer, name: str, shape, initializer="zeros", dtype="float32"):
+    """A non-trainable variable that every replica updates to the same value.
+
+    Methods compute their state updates from globally reduced quantities, so
+    each replica would write the same value; only the first replica's write
+    is kept.
+    """
+    return layer.add_weight(
+        name=name,
+        shape=shape,
+        initializer=initializer,
+        trainable=False,
+        dtype=dtype,
+        aggregation="only_first_replica",
+    )
+
+
+def global_losses(shares: tf.Tensor) -> tf.Tensor:
+    """The global losses from this replica's shares."""
+    return masking.global_sum(shares)

@@ -1,0 +1,106 @@
+"""The training step of gradient-based methods: per-task gradients, all-reduce, combine, apply.
+
+Keras' TF optimizer always SUM-all-reduces the gradients it applies. The step
+therefore (1) all-reduces what the method must see globally (the per-task
+gradients, or for the representation mode only their Gram matrix), (2) asks
+the method for combination weights computed from those global quantities,
+identical on every replica, and (3) applies each replica's *local*
+combination `sum_t w_t g_t^(replica)`, which the optimizer's sum turns into
+exactly the one-device update.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mtl import masking
+
+
+def _flat(grads, variables):
+    return tf.concat(
+        [tf.reshape(tf.zeros_like(v) if g is None else tf.convert_to_tensor(g), [-1]) for g, v in zip(grads, variables)],
+        axis=0,
+    )
+
+
+def _unflat(vector, variables):
+    out, start = [], 0
+    for v in variables:
+        size = int(np.prod(v.shape))
+        out.append(tf.reshape(vector[start : start + size], v.shape))
+        start += size
+    return out
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def per_task_gradients(tape, task_shares, variables):
+    """(T, P) matrix of this replica's task gradients on `variables`, flattened."""
+    return tf.stack([_flat(tape.gradient(s, variables), variables) for s in task_shares])
+
+
+def gradient_train_step(model, data):
+    """One optimizer step of `model` with its gradient-based weighting method."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    method = model.weighting
+    with tf.GradientTape(persistent=True) as tape:
+        if method.mode == "representation":
+            y_pred, rep = model.call_with_representation(x, training=True)
+        else:
+            y_pred, rep = model(x, training=True), None
+        losses, counts = model.task_losses(y, y_pred, sample_weight)
+        # Gradients are taken of tensors made inside the tape.
+        task_shares = [losses[t.name] for t in model.tasks]
+        shares = tf.stack(task_shares)
+        unweighted = tf.add_n(task_shares)
+        regularization = (
+            masking.per_replica_share(tf.add_n(model.losses)) if model.losses else None
+        )
+    global_losses = masking.global_sum(shares)
+
+    shared = model.shared_variables
+    shared_ids = {id(v) for v in shared}
+    own_ids = {id(v) for v in method.trainable_variables}
+    others = [
+        v for v in model.trainable_variables if id(v) not in shared_ids and id(v) not in own_ids
+    ]
+
+    if rep is not None:
+        # One gradient per task on the representation (cheap: through the heads
+        # only); the Gram matrix sums over examples, hence over replicas.
+        rep_grads = tf.stack([tf.reshape(tape.gradient(s, rep), [-1]) for s in task_shares])
+        gram = masking.global_sum(tf.matmul(rep_grads, rep_grads, transpose_b=True))
+        w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
+        combined_rep = tf.reshape(tf.linalg.matvec(rep_grads, w, transpose_a=True), tf.shape(rep))
+        shared_grads = tape.gradient(rep, shared, output_gradients=combined_rep)
+    else:
+        local = per_task_gradients(tape, task_shares, shared)
+        total = masking.global_sum(local)
+        if method.aggregate_vectors is not None:
+            combined, w = method.aggregate_vectors(total, global_losses)
+            # The optimizer sums replicas' gradients: hand each a 1/replicas share.
+            shared_grads = _unflat(masking.per_replica_share(combined), shared)
+        else:
+            gram = tf.matmul(total, total, transpose_b=True)
+            w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
+            shared_grads = _unflat(tf.linalg.matvec(local, w, transpose_a=True), shared)
+
+    # Task-specific layers only ever see their own task: plain sum of losses.
+    other_grads = tape.gradient(unweighted, others) if others else []
+    if regularization is not None:
+        shared_grads = [_add(g, r) for g, r in zip(shared_grads, tape.gradient(regularization, shared))]
+        other_grads = [_add(g, r) for g, r in zip(other_grads, tape.gradient(regularization, others))]
+    del tape
+
+    model.optimizer.apply_gradients(zip(list(shared_grads) + list(other_grads), shared + others))
+    total_share = tf.reduce_sum(w * shares) + (0.0 if regularization is None else regularization)
+    model.track_step(losses, counts, w, total_share, x)
+    return model.compute_metrics(x, y, y_pred, sample_weight)
