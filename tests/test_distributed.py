@@ -9,6 +9,16 @@ import keras_mtl as mtl
 from keras_mtl import tasks
 
 GLOBAL_BATCH = 16
+_STRATEGIES = {}
+
+
+def strategies():
+    """One OneDevice and one Mirrored strategy for the whole session: strategies
+    created one after another in a process can hand out clashing collective keys."""
+    if not _STRATEGIES:
+        _STRATEGIES["one"] = tf.distribute.OneDeviceStrategy("/cpu:0")
+        _STRATEGIES["two"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return _STRATEGIES["one"], _STRATEGIES["two"]
 
 
 def uneven_data(rng, n=48):
@@ -25,15 +35,23 @@ def uneven_data(rng, n=48):
     return x, {"a": a, "b": b, "c": c}
 
 
-def train(strategy, x, y, initial, optimizer):
+def build(weights=(1.5, 0.5, 1.0)):
+    return mtl.models.shared_bottom(
+        keras.Input((5,)),
+        [
+            tasks.Binary("a", weight=weights[0]),
+            tasks.Regression("b", weight=weights[1]),
+            tasks.Multiclass("c", num_classes=3, weight=weights[2]),
+        ],
+        trunk=mtl.trunks.mlp([16, 8]),
+    )
+
+
+def train(strategy, x, y, initial, optimizer, weighting=lambda: "fixed"):
     with strategy.scope():
-        model = mtl.models.shared_bottom(
-            keras.Input((5,)),
-            [tasks.Binary("a", weight=1.5), tasks.Regression("b", weight=0.5), tasks.Multiclass("c", num_classes=3)],
-            trunk=mtl.trunks.mlp([16, 8]),
-        )
+        model = build()
         model.set_weights(initial)
-        model.compile(optimizer=optimizer())
+        model.compile(optimizer=optimizer(), weighting=weighting())
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     history = model.fit(ds, epochs=2, verbose=0).history
     return model.get_weights(), history
@@ -52,20 +70,36 @@ def test_mirrored_two_devices_equal_one_device(rng, optimizer):
     first, second = y["a"][:8], y["a"][8:16]
     assert (first >= 0).sum() != (second >= 0).sum()
 
-    reference = mtl.models.shared_bottom(
-        keras.Input((5,)),
-        [tasks.Binary("a"), tasks.Regression("b"), tasks.Multiclass("c", num_classes=3)],
-        trunk=mtl.trunks.mlp([16, 8]),
-    )
-    initial = reference.get_weights()
+    assert_same_training(x, y, optimizer)
 
-    one, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), x, y, initial, optimizer)
-    two, h2 = train(
-        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), x, y, initial, optimizer
-    )
+
+def assert_same_training(x, y, optimizer, weighting=lambda: "fixed"):
+    initial = build().get_weights()
+    one_device, mirrored = strategies()
+    one, h1 = train(one_device, x, y, initial, optimizer, weighting)
+    two, h2 = train(mirrored, x, y, initial, optimizer, weighting)
     moved = max(np.abs(w - w0).max() for w, w0 in zip(one, initial))
     assert moved > 1e-3, "training must actually change the weights"
     for w1, w2 in zip(one, two):
         np.testing.assert_allclose(w1, w2, atol=1e-5, rtol=0)
-    for key in ("a_loss", "b_loss", "c_loss", "loss"):
-        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, err_msg=key)
+    for key in ("a_loss", "b_loss", "c_loss", "loss", "a_weight", "b_weight", "c_weight"):
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+METHODS = [
+    (name, mode)
+    for name in mtl.weighting.available()
+    if name != "fixed"
+    for mode in (
+        getattr(mtl.weighting.get(name), "modes", (None,))
+    )
+]
+
+
+@pytest.mark.parametrize("name, mode", METHODS, ids=[f"{n}-{m}" if m else n for n, m in METHODS])
+def test_every_weighting_method_is_exact_under_mirrored_strategy(rng, name, mode):
+    x, y = uneven_data(rng)
+    kwargs = {"mode": mode} if mode else {}
+    assert_same_training(
+        x, y, lambda: keras.optimizers.SGD(0.1), lambda: mtl.weighting.get(name, **kwargs)
+    )
