@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from keras_mtl import preprocessing
 from keras_mtl import tasks as tasks_lib
 from keras_mtl.data.dataset import MultiTaskData
 from keras_mtl.data.pipeline import from_columns
@@ -105,14 +106,14 @@ def read_split(split: str, limit: int | None = None) -> tuple[dict, dict]:
     return features, labels
 
 
-def feature_space() -> keras.utils.FeatureSpace:
+def feature_space() -> preprocessing.FeatureSpace:
     """Numeric columns standardised, every other column one-hot encoded (one OOV slot).
 
     Example:
     >>> len(feature_space().features)
     39
     """
-    FS = keras.utils.FeatureSpace
+    FS = preprocessing.FeatureSpace
     # Same key order as the data columns, so Keras sees matching input structures.
     specs = {
         c: FS.float_normalized() if c in NUMERIC else FS.string_categorical(num_oov_indices=1)
@@ -161,7 +162,7 @@ def census_income(
         "test": read_split("test", limit),
     }
     space = feature_space()
-    space.adapt(from_columns(splits["train"][0], batch_size=4096))
+    space.adapt(splits["train"][0])
     return MultiTaskData(
         name="census",
         inputs=dict(space.get_inputs()),

@@ -23,6 +23,10 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
     [0.8, 0.2]
     """
     gram = tf.cast(gram, tf.float32)
+    if gram.shape[0] == 2:
+        # From the midpoint, one exact line search towards the better vertex
+        # reaches the optimum of a segment: no loop needed.
+        iterations = 1
     t = tf.shape(gram)[0]
     w = tf.fill([t], tf.constant(1.0, tf.float32) / tf.cast(t, tf.float32))
 
