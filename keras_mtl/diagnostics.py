@@ -1,0 +1,164 @@
+"""What practitioners ask of a multi-task model: do task gradients conflict, which tasks help each other?
+
+Pure functions on a model and one batch; `keras_mtl.callbacks` calls them
+every N steps and writes the answers to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mtl.weighting.step import per_task_gradients
+
+
+def task_gradients(model, x, y, sample_weight=None) -> tf.Tensor:
+    """(T, P): each task's gradient on the model's shared variables for one batch.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> m = mtl.models.shared_bottom(keras.Input((2,)), [mtl.tasks.Regression("a"), mtl.tasks.Regression("b")],
+    ...                              trunk=mtl.trunks.mlp([3]))
+    >>> m.compile(optimizer="sgd")
+    >>> task_gradients(m, np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.zeros(4)}).shape
+    TensorShape([2, 9])
+    """
+    shared = model.shared_variables
+    with tf.GradientTape(persistent=True) as tape:
+        y_pred = model(x, training=False)
+        losses, _ = model.task_losses(y, y_pred, sample_weight)
+        task_losses = [losses[t.name] for t in model.tasks]
+    grads = per_task_gradients(tape, task_losses, shared)
+    del tape
+    return grads
+
+
+def cosine_matrix(grads: tf.Tensor) -> np.ndarray:
+    """Pairwise cosine similarities of task gradients; below 0 means the tasks conflict.
+
+    Example:
+    >>> cosine_matrix(tf.constant([[1.0, 0.0], [-1.0, 0.0]])).tolist()
+    [[1.0, -1.0], [-1.0, 1.0]]
+    """
+    g = np.asarray(grads, dtype=np.float64)
+    norms = np.linalg.norm(g, axis=1)
+    safe = np.where(norms > 0, norms, 1.0)
+    cos = (g @ g.T) / np.outer(safe, safe)
+    cos[np.outer(norms, norms) == 0] = 0.0
+    return np.clip(cos, -1.0, 1.0)
+
+
+def lookahead_affinity(model, x, y, sample_weight=None, learning_rate: float = 0.1) -> tf.Tensor:
+    """Inter-task affinity (Fifty et al., NeurIPS 2021): A[i, j] = 1 - L_j(after a step on task i) / L_j(now).
+
+    The step is plain SGD with `learning_rate` on the shared variables only,
+    using task i's gradient; the variables are restored afterwards. A[i, j] > 0:
+    training on task i lowers task j's loss (i helps j); < 0: it hurts.
+    Runs inside `tf.function` as well as eagerly.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> m = mtl.models.shared_bottom(keras.Input((2,)), [mtl.tasks.Regression("a"), mtl.tasks.Regression("b")],
+    ...                              trunk=mtl.trunks.mlp([3]))
+    >>> m.compile(optimizer="sgd")
+    >>> lookahead_affinity(m, np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.ones(4)}).shape
+    TensorShape([2, 2])
+    """
+    shared = model.shared_variables
+    grads = task_gradients(model, x, y, sample_weight)
+    before = _losses(model, x, y, sample_weight)
+    saved = [tf.identity(v) for v in shared]
+    sizes = [int(np.prod(v.shape)) for v in shared]
+    rows = []
+    for i in range(len(model.tasks)):
+        for v, s, g in zip(shared, saved, tf.split(grads[i], sizes)):
+            v.assign(s - learning_rate * tf.reshape(g, v.shape))
+        rows.append(1.0 - _losses(model, x, y, sample_weight) / tf.maximum(before, 1e-12))
+    for v, s in zip(shared, saved):
+        v.assign(s)
+    return tf.stack(rows)
+
+
+def _losses(model, x, y, sample_weight) -> tf.Tensor:
+    losses, _ = model.task_losses(y, model(x, training=False), sample_weight)
+    return tf.stack([losses[t.name] for t in model.tasks])
+
+
+def _partitions(items: list, k: int):
+    """All ways to split `items` into exactly k non-empty unordered groups."""
+    if k == 1:
+        yield [items]
+        return
+    if len(items) == k:
+        yield [[i] for i in items]
+        return
+    if len(items) < k:
+        return
+    first, rest = items[0], items[1:]
+    for smaller in _partitions(rest, k - 1):
+        yield [[first]] + smaller
+    for part in _partitions(rest, k):
+        for n in range(len(part)):
+            yield part[:n] + [[first] + part[n]] + part[n + 1 :]
+
+
+def suggest_groups(affinity: np.ndarray, names: Sequence[str], num_groups: int) -> list[list[str]]:
+    """Splits tasks into `num_groups` groups that maximise the affinity within groups.
+
+    A grouping scores the sum, over tasks in groups of two or more, of the
+    mean affinity onto that task from the others in its group (TAG's
+    criterion); all partitions are searched, which is exact and fast up to ten
+    or so tasks.
+
+    Example:
+    >>> A = np.array([[0, .5, -.5], [.5, 0, -.5], [-.5, -.5, 0]])
+    >>> suggest_groups(A, ["a", "b", "c"], 2)
+    [['a', 'b'], ['c']]
+    """
+    t = len(names)
+    if not 1 <= num_groups <= t:
+        raise ValueError(f"num_groups must be between 1 and the number of tasks ({t}), got {num_groups}.")
+    if t > 12:
+        raise ValueError(f"suggest_groups searches every partition; {t} tasks are too many (max 12).")
+    a = np.asarray(affinity, dtype=float)
+
+    def score(groups):
+        total = 0.0
+        for g in groups:
+            if len(g) > 1:
+                total += sum(np.mean([a[i, j] for i in g if i != j]) for j in g)
+        return total
+
+    best = max(_partitions(list(range(t)), num_groups), key=score)
+    return sorted([[names[i] for i in sorted(g)] for g in best], key=lambda g: names.index(g[0]))
+
+
+def heatmap_image(matrix: np.ndarray, low: float = -1.0, high: float = 1.0, cell: int = 24) -> np.ndarray:
+    """A (1, H, W, 3) uint8 image of a matrix: blue for `low`, white for 0, red for `high`.
+
+    Plain numpy, so TensorBoard images cost nothing at training time.
+
+    Example:
+    >>> heatmap_image(np.array([[1.0, -1.0]])).shape
+    (1, 24, 48, 3)
+    """
+    m = np.clip((np.asarray(matrix, float) - low) / (high - low), 0.0, 1.0) * 2.0 - 1.0
+    red = np.where(m > 0, 1.0, 1.0 + m)
+    blue = np.where(m < 0, 1.0, 1.0 - m)
+    green = 1.0 - np.abs(m)
+    rgb = (np.stack([red, green, blue], -1) * 255).astype(np.uint8)
+    return np.kron(rgb, np.ones((cell, cell, 1), np.uint8))[None]
+
+
+def pairs(names: Sequence[str]):
+    """Unordered task pairs, in order.
+
+    Example:
+    >>> list(pairs(["a", "b", "c"]))
+    [(0, 1), (0, 2), (1, 2)]
+    """
+    return itertools.combinations(range(len(names)), 2)

@@ -1,0 +1,218 @@
+"""`keras-mtl report LOGDIR`: one self-contained HTML page comparing the runs under LOGDIR.
+
+Reads the TensorBoard event files back (tensorboard's own reader) plus the
+JSON files runs leave beside them, draws PNG plots with matplotlib and
+embeds them, so the page can be mailed or attached as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in one event directory: {tag: [(step, value), ...]}."""
+    if not event_dir.is_dir():
+        return {}
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(event_dir), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    out: dict[str, list] = {}
+    for tag in acc.Tags().get("tensors", []):
+        events = acc.Tensors(tag)
+        values = [tf.make_ndarray(e.tensor_proto) for e in events]
+        if values and np.ndim(values[0]) == 0 and np.asarray(values[0]).dtype.kind == "f":
+            out[tag] = [(e.step, float(v)) for e, v in zip(events, values)]
+    for tag in acc.Tags().get("scalars", []):
+        out[tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    return out
+
+
+def find_runs(logdir: str | os.PathLike) -> list[Path]:
+    """Run directories under `logdir`: those holding `train/` or `mtl/` event folders.
+
+    Example:
+    >>> find_runs("/nonexistent")
+    []
+    """
+    root = Path(logdir)
+    if not root.is_dir():
+        return []
+    runs = {p.parent for p in root.rglob("*") if p.is_dir() and p.name in ("train", "mtl")}
+    return sorted(runs)
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _task_names(run: Path, train: dict) -> list[str]:
+    config = run / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        tasks = (yaml.safe_load(config.read_text()) or {}).get("tasks") or []
+        names = [t["name"] for t in tasks if isinstance(t, dict) and "name" in t]
+        if names:
+            return names
+    return sorted(
+        {t[len("epoch_") : -len("_loss")] for t in train if t.endswith("_loss") and t != "epoch_loss"}
+    )
+
+
+def _curves(run: Path, names: list[str], train: dict, val: dict) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not names:
+        return None
+    metrics = sorted(
+        {t[len(f"epoch_{n}_") :] for n in names for t in train if t.startswith(f"epoch_{n}_")}
+    )
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(len(names), len(metrics), figsize=(3.2 * len(metrics), 2.4 * len(names)), squeeze=False)
+    for i, n in enumerate(names):
+        for j, m in enumerate(metrics):
+            ax = axes[i][j]
+            for source, style, label in ((train, "-", "train"), (val, "--", "validation")):
+                series = source.get(f"epoch_{n}_{m}")
+                if series:
+                    ax.plot([s + 1 for s, _ in series], [v for _, v in series], style, label=label)
+            ax.set_title(f"{n} {m}", fontsize=9)
+            ax.tick_params(labelsize=7)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _series_plot(series: dict[str, list], title: str, ylabel: str) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for label, values in sorted(series.items()):
+        ax.plot([s for s, _ in values], [v for _, v in values], label=label)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _heatmap(matrix, names, title) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix, dtype=float)
+    scale = max(np.abs(m).max(), 1e-12)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(names), 1.0 + 0.8 * len(names)))
+    im = ax.imshow(m, cmap="RdBu_r", vmin=-scale, vmax=scale)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = None) -> str:
+    """Writes the report for every run under `logdir`; returns the HTML file's path.
+
+    Example:
+    >>> import tempfile
+    >>> render_report(tempfile.mkdtemp()).endswith("report.html")
+    True
+    """
+    runs = find_runs(logdir)
+    output = Path(output) if output else Path(logdir) / "report.html"
+    sections, rows, columns = [], [], set()
+    for run in runs:
+        name = str(run.relative_to(logdir)) if run != Path(logdir) else run.name
+        train, val = _scalars(run / "train"), _scalars(run / "validation")
+        mtl = _scalars(run / "mtl")
+        names = _task_names(run, train)
+        images = []
+        curves = _curves(run, names, train, val)
+        if curves:
+            images.append(("Per-task training curves", curves))
+        weights = {n: train[f"epoch_{n}_weight"] for n in names if f"epoch_{n}_weight" in train}
+        plot = _series_plot(weights, "Task weights (epoch mean)", "weight")
+        if plot:
+            images.append(("Task weights over epochs", plot))
+        cos = {t.split("/")[-1].replace("__", " vs "): v for t, v in mtl.items() if t.startswith("conflict/cosine/")}
+        plot = _series_plot(cos, "Cosine between task gradients (below 0: conflict)", "cosine")
+        if plot:
+            images.append(("Gradient conflict", plot))
+        affinity_file = run / "mtl" / "affinity.json"
+        groupings = None
+        if affinity_file.is_file():
+            affinity = json.loads(affinity_file.read_text())
+            images.append(
+                ("Task affinity (row helps column)", _heatmap(affinity["affinity"], affinity["tasks"], "Lookahead affinity"))
+            )
+            groupings = affinity.get("groupings")
+        metrics_file = run / "test_metrics.json"
+        if metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text())
+            rows.append((name, metrics))
+            columns.update(metrics)
+        body = "".join(
+            f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'/>"
+            for title, png in images
+        ) or "<p>No event data found for this run.</p>"
+        if groupings:
+            body += "<h3>Suggested task groupings</h3><ul>" + "".join(
+                f"<li>{k} group(s): {html.escape(str(v))}</li>" for k, v in groupings.items()
+            ) + "</ul>"
+        sections.append(f"<section><h2>Run {html.escape(name)}</h2>{body}</section>")
+    columns = sorted(columns)
+    table = ""
+    if rows:
+        table = (
+            "<h2>Final test metrics</h2><table><tr><th>run</th>"
+            + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+            + "</tr>"
+            + "".join(
+                f"<tr><td>{html.escape(r)}</td>"
+                + "".join(f"<td>{m[c]:.4f}</td>" if c in m else "<td>-</td>" for c in columns)
+                + "</tr>"
+                for r, m in rows
+            )
+            + "</table>"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>keras_mtl report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}</style></head>"
+        f"<body><h1>keras_mtl report: {html.escape(str(logdir))}</h1>"
+        f"<p>{len(runs)} run(s).</p>{table}{''.join(sections)}</body></html>"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    tmp.write_text(page)
+    os.replace(tmp, output)  # never a half-written report
+    return str(output)
