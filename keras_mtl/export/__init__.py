@@ -1,6 +1,24 @@
-"""Export for TF Serving: versioned atomic SavedModels and a TF-Serving-like check."""
+"""Export for TF Serving: versioned atomic SavedModels with per-task and tf.Example
+signatures, warmup requests, an op lint, `models.config` files, and a
+TF-Serving-like check of every signature."""
 
-from keras_mtl.export.saved_model import export_saved_model, read_metadata, versions
+from keras_mtl.export.batching import batching_parameters
+from keras_mtl.export.metadata import read_metadata
+from keras_mtl.export.model_config import ServingConfigError, model_config, model_entry, read_model_config
+from keras_mtl.export.op_lint import OpLintError
+from keras_mtl.export.saved_model import export_saved_model, versions
 from keras_mtl.export.verify import VerificationError, verify
 
-__all__ = ["export_saved_model", "read_metadata", "versions", "verify", "VerificationError"]
+__all__ = [
+    "batching_parameters",
+    "export_saved_model",
+    "model_config",
+    "model_entry",
+    "OpLintError",
+    "read_metadata",
+    "read_model_config",
+    "ServingConfigError",
+    "versions",
+    "verify",
+    "VerificationError",
+]

@@ -1,20 +1,20 @@
-"""Versioned, atomic SavedModel export for TF Serving."""
+"""Versioned, atomic SavedModel export for TF Serving: signatures, op lint, warmup, metadata."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import keras
-import tensorflow as tf
+import numpy as np
 
-from keras_mtl.export import signatures
+from keras_mtl.export import metadata as metadata_lib
+from keras_mtl.export import op_lint, signatures, warmup
+from keras_mtl.export.metadata import METADATA, read_metadata  # noqa: F401  (public here since 0.1)
 from keras_mtl.tasks import validate_name
-
-METADATA = os.path.join("assets.extra", "keras_mtl.json")
 
 
 def versions(base_dir: str | os.PathLike) -> list[int]:
@@ -31,32 +31,11 @@ def versions(base_dir: str | os.PathLike) -> list[int]:
 
 
 def _archive(model: keras.Model) -> keras.export.ExportArchive:
-    specs = signatures.input_specs(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        lambda features: signatures.serve(model, features),
-        input_signature=[specs],
-    )
+    for name, (fn, specs) in signatures.endpoints(model).items():
+        archive.add_endpoint(name, fn, input_signature=[specs])
     return archive
-
-
-def _metadata(model: keras.Model, version: int) -> dict:
-    return {
-        "format": "keras_mtl/1",
-        "model": model.name,
-        "version": version,
-        "tasks": [
-            {"name": t.name, "type": type(t).__name__, "units": t.units}
-            for t in getattr(model, "tasks", ())
-        ],
-        "inputs": {
-            name: {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
-            for name, spec in signatures.input_specs(model).items()
-        },
-        "signatures": ["serving_default"],
-    }
 
 
 def export_saved_model(
@@ -65,31 +44,49 @@ def export_saved_model(
     version: int | None = None,
     *,
     overwrite: bool = False,
+    warmup_samples: Mapping[str, object] | None = None,
+    model_name: str | None = None,
+    allowed_ops: Iterable[str] = (),
 ) -> str:
     """Writes `model` as `base_dir/<version>/`, a SavedModel that TF Serving loads as it is.
 
-    The `serving_default` signature takes raw features by input name
-    (preprocessing runs inside the graph) and returns one output per task,
-    keyed by task name. The version is the next integer after the largest
-    existing one unless given. The export is written to a hidden sibling
-    directory and renamed into place, so a crash at any point leaves no
-    partial version where a polling TF Serving would see it.
+    Signatures (see `keras_mtl.export.signatures`): `serving_default` takes
+    raw features by input name (preprocessing runs inside the graph) and
+    returns every task's output keyed by task name, plus `<task>_class_id` /
+    `<task>_tags` for Multiclass / Tagging tasks; `predict_<task>` returns one
+    task's outputs; `serve_tf_example` takes serialized `tf.Example`s.
+    Inputs, outputs and signatures are documented in
+    `assets.extra/keras_mtl.json`.
+
+    The version is the next integer after the largest existing one unless
+    given. The export is written to a hidden sibling directory, linted and
+    only then renamed into place, so neither a crash nor a failed check leaves
+    a version where a polling TF Serving would see it.
 
     Args:
         model: the model to export (usually a `keras_mtl.MultiTaskModel`).
         base_dir: the model's base path, as TF Serving's `model_base_path`.
         version: the version number; default max(existing) + 1, or 1.
         overwrite: replace an existing version of the same number.
+        warmup_samples: a few rows of raw features (a dict of arrays keyed by
+            input name, like `MultiTaskData.sample()`); with them, one warmup
+            request per signature goes to
+            `assets.extra/tf_serving_warmup_requests`. Keep the rows at most
+            the server's `max_batch_size` when batching is on.
+        model_name: the model name in the warmup requests' `model_spec`
+            (default: the name of `base_dir`).
+        allowed_ops: op names beyond core TensorFlow and tensorflow-text that
+            your TF Serving build links; any other op fails the export.
 
     Returns:
         The path of the version directory written.
 
     Example:
-    >>> import tempfile, keras_mtl as mtl
+    >>> import tempfile, numpy as np, keras_mtl as mtl
     >>> model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Binary("a")])
-    >>> path = export_saved_model(model, tempfile.mkdtemp())
-    >>> os.path.basename(path)
-    '1'
+    >>> path = export_saved_model(model, tempfile.mkdtemp(), warmup_samples={"x": np.ones((2, 3))})
+    >>> os.path.basename(path), sorted(os.listdir(os.path.join(path, "assets.extra")))
+    ('1', ['keras_mtl.json', 'tf_serving_warmup_requests'])
     """
     base = Path(base_dir)
     if version is None:
@@ -99,20 +96,37 @@ def export_saved_model(
         raise ValueError(f"version must be a non-negative integer, got {version!r}.")
     for t in getattr(model, "tasks", ()):
         validate_name(t.name)
+    # Output-name clashes and inputs a tf.Example cannot carry fail before anything is written.
+    signatures.output_keys(model)
+    signatures.example_features(model)
     final = base / str(version)
     if final.exists() and not overwrite:
         raise FileExistsError(
             f"Version {version} already exists at {final}; pass overwrite=True to replace "
             "it, or leave version=None to write the next one."
         )
+    # Built (and so checked, naming any bad input) before anything is written.
+    requests = []
+    if warmup_samples is not None:
+        name = model_name if model_name is not None else base.resolve().name
+        requests = warmup.warmup_logs(model, warmup_samples, name)
     base.mkdir(parents=True, exist_ok=True)
     # A dot-name is never an integer, so TF Serving ignores it while it is written.
     staging = base / f".staging-{version}-{uuid.uuid4().hex}"
     try:
         _archive(model).write_out(str(staging), verbose=False)
-        meta = staging / METADATA
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(_metadata(model, version), indent=2))
+        ops = op_lint.lint(staging, allowed_ops, shown_as=f"of {model.name} as {final} (not written)")
+        warmup_info = None
+        if requests:
+            warmup.write_warmup(staging, requests)
+            warmup_info = {
+                "file": warmup.WARMUP_FILE,
+                "records": len(requests),
+                "batch_size": _rows(warmup_samples),
+                "model_name": requests[0].predict_log.request.model_spec.name,
+            }
+        meta = metadata_lib.build_metadata(model, staging, version, ops, warmup_info)
+        metadata_lib.write_metadata(staging, meta)
         if final.exists():
             retired = base / f".retired-{version}-{uuid.uuid4().hex}"
             os.rename(final, retired)
@@ -126,7 +140,5 @@ def export_saved_model(
     return str(final)
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The keras_mtl metadata stored beside an export (tasks, inputs, signatures)."""
-    return json.loads((Path(path) / METADATA).read_text())
-
+def _rows(samples: Mapping[str, object]) -> int:
+    return int(np.shape(next(iter(samples.values())))[0])

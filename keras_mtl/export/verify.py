@@ -1,42 +1,52 @@
-"""Checks that an export loads the way TF Serving loads it and answers like the model."""
+"""Checks that an export loads the way TF Serving loads it and that every signature answers like the model."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
-from typing import Mapping
+from typing import Mapping, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl.export import signatures
+from keras_mtl.export import metadata as metadata_lib
+from keras_mtl.export import samples as samples_lib
+from keras_mtl.export import signatures, warmup
 
 
 class VerificationError(AssertionError):
-    """The export did not load, or its answers differ from the model's."""
+    """The export did not load, a request failed, or its answers differ from the model's."""
 
 
-def _as_numpy(value) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == object or array.dtype.kind == "U":
-        # Fixed-width bytes survive .npz without pickling.
-        array = np.array([s.encode() if isinstance(s, str) else s for s in array.ravel()]).reshape(
-            array.shape
-        )
-    return array
+def run_requests_in_fresh_process(
+    path: str | os.PathLike, logs: Sequence, timeout: float = 300
+) -> list[dict[str, np.ndarray] | str]:
+    """Answers `PredictionLog` requests with the export at `path`, in a new Python process (TF1 graph mode).
 
+    All requests share one process and one load, which costs a few seconds.
 
-def run_in_fresh_process(
-    path: str, samples: Mapping[str, np.ndarray], signature: str = "serving_default", timeout: float = 300
-) -> dict[str, np.ndarray]:
-    """Runs `signature` of the export at `path` on `samples` in a new Python process (TF1 graph mode)."""
+    Returns:
+        Per request, `{output: array}`, or the error message where it failed.
+
+    Example:
+    >>> import tempfile, keras_mtl as mtl
+    >>> model = mtl.models.shared_bottom(keras.Input((2,), name="x"), [mtl.tasks.Binary("a")])
+    >>> path = mtl.export.export_saved_model(model, tempfile.mkdtemp())
+    >>> ok, bad = run_requests_in_fresh_process(path, [
+    ...     warmup.predict_log("m", "predict_a", {"x": np.ones((3, 2), "float32")}),
+    ...     warmup.predict_log("m", "predict_b", {"x": np.ones((3, 2), "float32")})])
+    >>> ok["a"].shape, bad.startswith("Signature 'predict_b' not in the export")
+    ((3,), True)
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        inputs, outputs = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(inputs, **{k: _as_numpy(v) for k, v in samples.items()})
+        requests = warmup.write_records(os.path.join(tmp, "requests"), logs)
+        responses, errors = os.path.join(tmp, "responses"), os.path.join(tmp, "errors.json")
         proc = subprocess.run(
-            [sys.executable, "-m", "keras_mtl.export.tf1_load", str(path), inputs, outputs, signature],
+            [sys.executable, "-m", "keras_mtl.export.tf1_load", str(path), requests, responses, errors],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -46,56 +56,199 @@ def run_in_fresh_process(
                 f"The export at {path} failed to load or run in TF1 graph mode (as TF Serving "
                 f"loads it):\n{proc.stderr[-4000:]}"
             )
-        with np.load(outputs, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        with open(errors) as f:
+            failed = json.load(f)
+        answered = warmup.read_records(responses)
+    return [
+        error if error is not None else {
+            name: tf.make_ndarray(t) for name, t in log.predict_log.response.outputs.items()
+        }
+        for log, error in zip(answered, failed)
+    ]
 
 
-def verify(path: str, samples: Mapping[str, np.ndarray], model=None, *, atol: float = 1e-5) -> dict:
-    """Loads the export at `path` like TF Serving, runs it on `samples`, compares with `model`.
+def run_in_fresh_process(
+    path: str | os.PathLike,
+    inputs: Mapping[str, object],
+    signature: str = signatures.SERVING_DEFAULT,
+    timeout: float = 300,
+) -> dict[str, np.ndarray]:
+    """Runs one signature of the export at `path` on `inputs`, sent as given (dtypes unchanged).
 
-    The export is loaded in a fresh process with
-    `tf.compat.v1.saved_model.loader.load` and run with `Session.run` on the
-    signature's tensor names, which is the path TF Serving's C++ loader takes
-    (lookup tables and all). With `model`, every task's output must equal the
-    Keras model's within `atol`.
-
-    Returns:
-        A report: `{"path", "signature", "outputs": {task: shape}, "max_abs_diff"}`.
+    Raises a `VerificationError` carrying the server-side message when the
+    request fails (e.g. a string sent where the signature takes a float).
 
     Example:
-    >>> import tempfile, keras, keras_mtl as mtl
+    >>> import tempfile, keras_mtl as mtl
     >>> model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Binary("a")])
     >>> path = mtl.export.export_saved_model(model, tempfile.mkdtemp())
-    >>> verify(path, {"x": np.ones((2, 3), "float32")}, model)["max_abs_diff"] < 1e-5
-    True
+    >>> run_in_fresh_process(path, {"x": np.ones((2, 3), "float32")}, "predict_a")["a"].shape
+    (2,)
     """
-    served = run_in_fresh_process(path, samples)
-    report = {
+    log = warmup.predict_log("verify", signature, inputs)
+    (result,) = run_requests_in_fresh_process(path, [log], timeout)
+    if isinstance(result, str):
+        raise VerificationError(f"Signature {signature!r} failed on the export at {path}: {result}")
+    return result
+
+
+def verify(
+    path: str | os.PathLike,
+    samples: Mapping[str, object],
+    model: keras.Model | None = None,
+    *,
+    atol: float = 1e-5,
+) -> dict:
+    """Loads the export at `path` like TF Serving, runs every signature and warmup request, compares.
+
+    The export is loaded in a fresh process with
+    `tf.compat.v1.saved_model.loader.load` and run with `Session.run` on each
+    signature's tensor names, which is the path TF Serving's C++ loader takes
+    (lookup tables and all). `samples` (raw features keyed by input name) go
+    to every signature: as features to `serving_default` and `predict_<task>`,
+    as serialized tf.Examples to `serve_tf_example`. The export's warmup
+    requests are replayed too, as TF Serving does before it serves a version.
+    With `model`, every output of every signature and warmup request must
+    equal the Keras model's within `atol`; without it, the per-task and
+    tf.Example signatures must agree with `serving_default`.
+
+    Returns:
+        `{"path", "reference": "model" | "serving_default", "outputs"
+        (serving_default's shapes), "max_abs_diff" (against the model, or
+        None), "signatures": {name: {"outputs", "max_abs_diff"}}, "warmup":
+        {"records", "max_abs_diff"}}`.
+
+    Example:
+    >>> import tempfile, keras_mtl as mtl
+    >>> model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Binary("a")])
+    >>> path = mtl.export.export_saved_model(model, tempfile.mkdtemp(), warmup_samples={"x": np.zeros((1, 3))})
+    >>> report = verify(path, {"x": np.ones((2, 3), "float32")}, model)
+    >>> sorted(report["signatures"]), report["warmup"]["records"], report["max_abs_diff"] < 1e-5
+    (['predict_a', 'serve_tf_example', 'serving_default'], 3, True)
+    """
+    specs, names = _signatures_to_check(path, model)
+    inputs = (
+        samples_lib.serving_inputs(specs, samples)
+        if specs is not None
+        else {k: samples_lib.as_numpy(v) for k, v in samples.items()}
+    )
+    logs = [
+        warmup.predict_log("verify", name, samples_lib.signature_inputs(name, specs or {}, inputs))
+        for name in names
+    ]
+    replayed = warmup.read_warmup(path)
+    results = run_requests_in_fresh_process(path, logs + replayed)
+    served = dict(zip(names, results[: len(names)]))
+
+    problems, report = [], {}
+    default = served.get(signatures.SERVING_DEFAULT)
+    for name, got in served.items():
+        if isinstance(got, str):
+            problems.append(f"{name}: {got}")
+            report[name] = {"error": got}
+            continue
+        if model is not None:
+            want = _model_answer(model, name, inputs)  # names come from the model: all known
+        elif isinstance(default, dict):
+            want = {k: default[k] for k in got if k in default}
+        else:
+            want = None
+        diff = _compare(name, got, want, atol, problems) if want is not None else None
+        report[name] = {"outputs": {k: list(v.shape) for k, v in got.items()}, "max_abs_diff": diff}
+
+    warmup_diffs = []
+    for i, (log, got) in enumerate(zip(replayed, results[len(names) :])):
+        where = f"warmup record {i} ({log.predict_log.request.model_spec.signature_name})"
+        if isinstance(got, str):
+            problems.append(f"{where}: {got}")
+        elif model is not None:
+            signature, arrays = warmup.request_arrays(log)
+            try:
+                want = _model_answer(model, signature, arrays)
+            except ValueError as e:  # a record for a signature the model does not have
+                problems.append(f"{where}: {e}")
+                continue
+            warmup_diffs.append(_compare(where, got, want, atol, problems))
+    if problems:
+        reference = "model" if model is not None else "serving_default signature"
+        raise VerificationError(
+            f"The export at {path} does not answer like the {reference} (tolerance {atol}):\n  "
+            + "\n  ".join(problems)
+        )
+    against_model = [
+        r["max_abs_diff"] for r in report.values() if r["max_abs_diff"] is not None
+    ] + warmup_diffs
+    return {
         "path": str(path),
-        "signature": "serving_default",
-        "outputs": {k: list(v.shape) for k, v in served.items()},
-        "max_abs_diff": None,
+        "reference": "model" if model is not None else signatures.SERVING_DEFAULT,
+        "outputs": report[signatures.SERVING_DEFAULT]["outputs"],
+        "max_abs_diff": max(against_model) if model is not None and against_model else None,
+        "signatures": report,
+        "warmup": {
+            "records": len(replayed),
+            "max_abs_diff": max(warmup_diffs) if warmup_diffs else None,
+        },
     }
+
+
+def _signatures_to_check(path, model) -> tuple[dict | None, list[str]]:
+    """The input specs samples are checked against, and the signatures to run."""
+    try:
+        meta = metadata_lib.read_metadata(path)
+    except FileNotFoundError:
+        meta = None
     if model is not None:
+        names = signatures.signature_names(model)
+        if meta is not None and sorted(meta["signatures"]) != sorted(names):
+            raise VerificationError(
+                f"The export has signatures {sorted(meta['signatures'])}; the model's export "
+                f"would have {sorted(names)}."
+            )
+        return signatures.input_specs(model), names
+    if meta is not None:
+        return metadata_lib.input_specs(meta), list(meta["signatures"])
+    return None, [signatures.SERVING_DEFAULT]  # not a keras_mtl export: only its default is known
+
+
+def _model_answer(
+    model: keras.Model, signature: str, inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """What the Keras model answers to `signature` on `inputs`: raw features, or tf.Examples.
+
+    Given features, serve_tf_example's answer is the model's on those
+    features, so the export's parsing is checked rather than reused.
+    """
+    if signatures.EXAMPLES in inputs and signature == signatures.TF_EXAMPLE:
+        features = signatures.parse_examples(
+            model, tf.constant(inputs[signatures.EXAMPLES], dtype=tf.string)
+        )
+    else:
         specs = signatures.input_specs(model)
-        features = {k: tf.constant(_as_numpy(v), dtype=specs[k].dtype) for k, v in samples.items()}
-        expected = {k: v.numpy() for k, v in signatures.serve(model, features).items()}
-        if sorted(expected) != sorted(served):
-            raise VerificationError(
-                f"The export returns {sorted(served)} but the model has outputs {sorted(expected)}."
+        features = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}
+    tasks = signatures.signature_tasks(model, signature)
+    return {k: v.numpy() for k, v in signatures.serve(model, features, tasks).items()}
+
+
+def _compare(where: str, got: Mapping, want: Mapping, atol: float, problems: list) -> float:
+    """Max |got - want| over the outputs; each mismatch is added to `problems`."""
+    if sorted(got) != sorted(want):
+        problems.append(f"{where}: the export returns {sorted(got)} but the model has outputs {sorted(want)}.")
+        return float("inf")
+    worst = 0.0
+    for name, expected in want.items():
+        answer = np.asarray(got[name])
+        if answer.shape != expected.shape:
+            problems.append(
+                f"{where}: output {name!r} has shape {answer.shape} in the export, {expected.shape} in the model."
             )
-        diffs = {}
-        for name, want in expected.items():
-            got = served[name]
-            if got.shape != want.shape:
-                raise VerificationError(
-                    f"Task {name!r}: the export returns shape {got.shape}, the model {want.shape}."
-                )
-            diffs[name] = float(np.max(np.abs(got - want))) if want.size else 0.0
-        report["max_abs_diff"] = max(diffs.values())
-        bad = {k: d for k, d in diffs.items() if not d <= atol}
-        if bad:
-            raise VerificationError(
-                f"The export's answers differ from the model's by more than {atol}: {bad}."
-            )
-    return report
+            worst = float("inf")
+            continue
+        diff = (
+            float(np.max(np.abs(answer.astype(np.float64) - expected.astype(np.float64))))
+            if expected.size
+            else 0.0
+        )
+        if not diff <= atol:
+            problems.append(f"{where}: output {name!r} differs from the model's by {diff:.3g}.")
+        worst = max(worst, diff)
+    return worst

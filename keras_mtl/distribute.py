@@ -1,0 +1,165 @@
+"""Strategy selection, and the fix that lets Keras 3 `fit` run under MultiWorkerMirroredStrategy.
+
+Create the strategy first, before Keras builds any model or optimizer, then
+build and compile inside `strategy.scope()`:
+
+    strategy = keras_mtl.distribute.get_strategy()        # "auto"
+    with strategy.scope():
+        model = ...; model.compile(...)
+    model.fit(dataset)          # batches are GLOBAL batches, split across replicas
+
+Batch sizes are always global: a dataset batched at 1024 under 4 replicas
+gives each replica 256 examples per step, and the result equals one device
+training on batches of 1024 (see `keras_mtl.masking` for why it is exact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+
+
+def _tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError("TF_CONFIG must be a JSON object with 'cluster' and 'task'.")
+    return config
+
+
+def _cluster_size(config: dict) -> int:
+    cluster = config.get("cluster") or {}
+    return sum(len(v) for k, v in cluster.items() if k in ("worker", "chief"))
+
+
+def resolve(name: str = "auto") -> str:
+    """Which strategy `get_strategy(name)` builds, without building it.
+
+    `auto`: `tpu` if a TPU cluster resolves (`TPU_NAME` set or a Cloud TPU VM),
+    `multi_worker` if `TF_CONFIG` names a cluster of two or more workers,
+    `mirrored` if there is more than one GPU, else `default`.
+
+    Example:
+    >>> resolve("mirrored")
+    'mirrored'
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {name!r}; choose one of {list(STRATEGIES)}. (ParameterServerStrategy "
+            "is not offered: Keras 3's fit does not support it.)"
+        )
+    if name != "auto":
+        return name
+    if os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0"):
+        return "tpu"
+    if _cluster_size(_tf_config()) > 1:
+        return "multi_worker"
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Builds the `tf.distribute` strategy `name` (see `resolve`) and readies Keras for it.
+
+    Example:
+    >>> type(get_strategy("default")).__name__
+    '_DefaultDistributionStrategy'
+    """
+    kind = resolve(name)
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        config = _tf_config()
+        if _cluster_size(config) < 1 or "task" not in config:
+            raise ValueError(
+                "strategy 'multi_worker' needs TF_CONFIG with a 'cluster' of workers and this "
+                'process\'s \'task\', e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                '"task": {"type": "worker", "index": 0}}.'
+            )
+        apply_keras_multi_worker_fix()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", ""))
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+# --------------------------------------------------------------------------
+# Keras 3 fit under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+# Two places break, both in keras/src/backend/tensorflow/trainer.py:
+#  1. `_maybe_symbolic_build` all-reduces a whole data batch just to learn its
+#     shapes, which fails for multi-worker PerReplica batches; the first local
+#     replica's batch has the shapes it needs.
+#  2. `reduce_per_replica(..., "auto")` reduces scalar logs with axis=0 under
+#     multi-worker collectives; metric results are already synchronised, so a
+#     scalar is reduced with axis=None.
+# Applied only to the Keras versions known to need it.
+_FIXED_KERAS = (3, 16)
+_applied = False
+
+
+def keras_needs_fix() -> bool:
+    """True for the Keras versions whose `fit` breaks under MultiWorkerMirroredStrategy.
+
+    Example:
+    >>> isinstance(keras_needs_fix(), bool)
+    True
+    """
+    version = tuple(int(p) for p in keras.__version__.split(".")[:2])
+    return version < _FIXED_KERAS
+
+
+def apply_keras_multi_worker_fix() -> bool:
+    """Patches the two multi-worker failures of Keras `fit` (idempotent); returns whether it patched."""
+    global _applied
+    if _applied or not keras_needs_fix():
+        return _applied
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if tf_trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
+
+            def _reduce(v):
+                if not tf_trainer._is_per_replica_instance(v):
+                    return v
+                rank = v.values[0].shape.rank
+                return strategy.reduce("MEAN", v, axis=None if rank == 0 else 0)
+
+            return tf.nest.map_structure(_reduce, values)
+        return original_reduce(values, strategy, reduction)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v,
+                    batch,
+                )
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    _applied = True
+    return True

@@ -1,0 +1,113 @@
+"""Strategy selection, and Keras 3 fit under MultiWorkerMirroredStrategy with two real worker processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_mtl import distribute
+
+JOB = Path(__file__).with_name("multi_worker_job.py")
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.parametrize(
+    "tf_config, expected",
+    [
+        (None, "default"),
+        ({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}, "default"),
+        ({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}, "multi_worker"),
+        ({"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "chief", "index": 0}}, "multi_worker"),
+    ],
+)
+def test_auto_resolution_from_tf_config(monkeypatch, tf_config, expected):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert distribute.resolve("auto") == expected
+
+
+def test_auto_picks_tpu_when_one_is_named(monkeypatch):
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    assert distribute.resolve("auto") == "tpu"
+    # Building it here fails cleanly: there is no TPU to connect to.
+    with pytest.raises(Exception):
+        distribute.get_strategy("tpu")
+
+
+def test_auto_counts_gpus(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    fake = [tf.config.LogicalDevice("/device:GPU:0", "GPU"), tf.config.LogicalDevice("/device:GPU:1", "GPU")]
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: fake if kind == "GPU" else [])
+    assert distribute.resolve("auto") == "mirrored"
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: fake[:1] if kind == "GPU" else [])
+    assert distribute.resolve("auto") == "default"
+
+
+def test_bad_strategy_and_tf_config(monkeypatch):
+    with pytest.raises(ValueError, match="Unknown strategy 'parameter_server'"):
+        distribute.resolve("parameter_server")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        distribute.resolve("auto")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {}}))
+    with pytest.raises(ValueError, match="needs TF_CONFIG with a 'cluster'"):
+        distribute.get_strategy("multi_worker")
+
+
+def test_mirrored_uses_the_logical_devices():
+    strategy = distribute.get_strategy("default")
+    assert strategy.num_replicas_in_sync == 1
+
+
+def run_job(out, *args, env=None, timeout=240):
+    return subprocess.Popen(
+        [sys.executable, str(JOB), str(out), *map(str, args)],
+        env={**os.environ, **(env or {}), "TF_CONFIG": ""} if not args else {**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighting", ["fixed", "pcgrad"])
+def test_two_worker_processes_equal_one_process(tmp_path, weighting):
+    env = {"WEIGHTING": weighting}
+    ports = ",".join(map(str, free_ports(2)))
+    procs = [run_job(tmp_path / f"w{i}.npz", i, ports, env=env) for i in range(2)]
+    reference = run_job(tmp_path / "ref.npz", env=env)
+    try:
+        outputs = [p.communicate(timeout=240)[0] for p in procs + [reference]]
+    finally:
+        for p in procs + [reference]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs + [reference], outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert "CollectiveAllReduceStrategy replicas: 2" in outputs[0]  # MultiWorkerMirroredStrategy
+    assert "replicas: 1" in outputs[2]
+    w0, w1, ref = (np.load(tmp_path / n) for n in ("w0.npz", "w1.npz", "ref.npz"))
+    keys = [k for k in ref.files if k.startswith("arr_")]
+    assert len(keys) >= 6  # + method state (e.g. PCGrad's step counter)
+    for k in keys:
+        np.testing.assert_array_equal(w0[k], w1[k])
+        np.testing.assert_allclose(w0[k], ref[k], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(w0["loss"], ref["loss"], rtol=1e-5)
