@@ -9,9 +9,9 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_mtl import tasks, trunks, weighting  # noqa: E402
+from keras_mtl import layers, tasks, trunks, weighting  # noqa: E402
 from keras_mtl.model import MultiTaskModel  # noqa: E402
 from keras_mtl import models  # noqa: E402
 from keras_mtl import data, export  # noqa: E402
 
-__all__ = ["MultiTaskModel", "data", "export", "models", "tasks", "trunks", "weighting", "__version__"]
+__all__ = ["MultiTaskModel", "data", "export", "layers", "models", "tasks", "trunks", "weighting", "__version__"]

@@ -3,6 +3,7 @@
     keras-mtl train CONFIG.yaml [--set key=value ...]
     keras-mtl export MODEL.keras BASE_DIR [--version N] [--overwrite]
     keras-mtl verify EXPORT_DIR [--model MODEL.keras] [--dataset census_income]
+    keras-mtl serving-config NAME BASE_DIR [--label stable=1 ...] [--max-batch-size N ...]
 """
 
 from __future__ import annotations
@@ -50,6 +51,50 @@ def _verify(args) -> int:
     return 0
 
 
+def _label(text: str) -> tuple[str, int]:
+    label, sep, version = text.partition("=")
+    if not sep or not version.strip().lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"expected LABEL=VERSION (e.g. stable=1), got {text!r}")
+    return label.strip(), int(version)
+
+
+def _serving_config(args) -> int:
+    import os
+
+    from keras_mtl import export
+
+    entry = export.model_entry(
+        args.name,
+        args.base_dir,
+        latest=args.latest,
+        versions=args.versions,
+        all_versions=args.all_versions,
+        labels=dict(args.label or []),
+        server_base_path=args.server_base_path,
+    )
+    # models.config usually lists every model under one folder (saved_models/),
+    # so by default it goes beside the model's base directory.
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.base_dir)), "models.config")
+    batching = {
+        k: v
+        for k, v in {
+            "max_batch_size": args.max_batch_size,
+            "batch_timeout_micros": args.batch_timeout_micros,
+            "num_batch_threads": args.num_batch_threads,
+            "max_enqueued_batches": args.max_enqueued_batches,
+            "allowed_batch_sizes": args.allowed_batch_sizes,
+        }.items()
+        if v is not None
+    }
+    batching_path = args.batching_output or os.path.join(os.path.dirname(output), "batching.config")
+    print(export.model_config(entry, output, batching=batching or None, batching_path=batching_path), end="")
+    command = f"tensorflow_model_server --rest_api_port=8501 --port=8500 --model_config_file={output}"
+    if batching:
+        command += f" --enable_batching --batching_parameters_file={batching_path}"
+    print(f"\nWrote {output}{' and ' + batching_path if batching else ''}. Serve with:\n  {command}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keras-mtl", description="Multi-task learning for Keras 3.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -72,6 +117,28 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--dataset", default="census_income", help="where sample rows come from")
     v.add_argument("--samples", type=int, default=32)
     v.set_defaults(fn=_verify)
+
+    c = sub.add_parser(
+        "serving-config",
+        help="write a TF Serving models.config (versions, labels) and optionally a batching file",
+    )
+    c.add_argument("name", help="the model name clients use: /v1/models/NAME")
+    c.add_argument("base_dir", help="the folder holding the model's version folders, e.g. saved_models/census")
+    c.add_argument("-o", "--output", help="models.config path (default: beside BASE_DIR)")
+    policy = c.add_mutually_exclusive_group()
+    policy.add_argument("--latest", type=int, metavar="N", help="serve the N highest versions")
+    policy.add_argument("--versions", type=int, nargs="+", metavar="V", help="serve exactly these versions")
+    policy.add_argument("--all-versions", action="store_true", help="serve every version on disk")
+    c.add_argument("--label", type=_label, action="append", metavar="LABEL=VERSION",
+                   help="version label, e.g. stable=1 (repeatable)")
+    c.add_argument("--server-base-path", help="the base path as the server sees it (e.g. inside a container)")
+    c.add_argument("--max-batch-size", type=int, help="turn on batching and write a batching parameters file")
+    c.add_argument("--batch-timeout-micros", type=int)
+    c.add_argument("--num-batch-threads", type=int)
+    c.add_argument("--max-enqueued-batches", type=int)
+    c.add_argument("--allowed-batch-sizes", type=int, nargs="+", metavar="N")
+    c.add_argument("--batching-output", help="batching parameters path (default: beside models.config)")
+    c.set_defaults(fn=_serving_config)
     return p
 
 
@@ -84,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = parser().parse_args(argv)
     from keras_mtl.config import ConfigError
+    from keras_mtl.export import ServingConfigError
 
     try:
         return args.fn(args)
-    except (ConfigError, FileExistsError, FileNotFoundError, ModuleNotFoundError) as e:
+    except (ConfigError, ServingConfigError, FileExistsError, FileNotFoundError, ModuleNotFoundError) as e:
         print(f"keras-mtl: error: {e}", file=sys.stderr)
         return 2
 

@@ -47,10 +47,59 @@ class TrunkConfig:
             raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}.")
 
 
+# The hyper-parameters each architecture takes from `model.*` (named like
+# the factory's arguments; see keras_mtl.models). Unset (null) keys keep the
+# factory's default; a key the chosen architecture does not take is an error.
+ARCHITECTURE_KEYS = {
+    "shared_bottom": (),
+    "single_task": (),
+    "mmoe": ("num_experts", "expert_units"),
+    "cgc": ("num_experts", "num_task_experts", "expert_units"),
+    "ple": ("num_levels", "num_experts", "num_task_experts", "expert_units"),
+    "cross_stitch": ("column_units",),
+    "soft_sharing": ("column_units", "penalty"),
+}
+
+
 @dataclasses.dataclass
 class ModelConfig:
-    architecture: Literal["shared_bottom", "single_task"] = "shared_bottom"
+    architecture: Literal[
+        "shared_bottom", "single_task", "mmoe", "cgc", "ple", "cross_stitch", "soft_sharing"
+    ] = "shared_bottom"
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+    num_experts: Optional[int] = None  # mmoe: experts; cgc/ple: shared experts (per level)
+    num_task_experts: Optional[int] = None  # cgc/ple: experts per task (per level)
+    expert_units: Optional[list[int]] = None  # mmoe/cgc/ple: widths of each expert
+    num_levels: Optional[int] = None  # ple: extraction levels
+    column_units: Optional[list[int]] = None  # cross_stitch/soft_sharing: widths of each column
+    penalty: Optional[float] = None  # soft_sharing: lambda
+
+    def check(self, path):
+        takes = ARCHITECTURE_KEYS[self.architecture]
+        for key in sorted({k for keys in ARCHITECTURE_KEYS.values() for k in keys}):
+            if getattr(self, key) is not None and key not in takes:
+                raise ConfigError(
+                    f"{path}.{key} does not apply to architecture {self.architecture!r}, which "
+                    f"takes {', '.join(f'{path}.{k}' for k in takes) or 'no hyper-parameters'}."
+                )
+        for key, minimum in (("num_experts", 1), ("num_task_experts", 0), ("num_levels", 1)):
+            if getattr(self, key) is not None and getattr(self, key) < minimum:
+                raise ConfigError(f"{path}.{key} must be >= {minimum}, got {getattr(self, key)}.")
+        for key in ("expert_units", "column_units"):
+            units = getattr(self, key)
+            if units is not None and (not units or any(u < 1 for u in units)):
+                raise ConfigError(f"{path}.{key} must be a non-empty list of positive integers, got {units}.")
+        if self.penalty is not None and not 0.0 <= self.penalty < float("inf"):
+            raise ConfigError(f"{path}.penalty must be a finite number >= 0, got {self.penalty}.")
+
+    def hyperparameters(self) -> dict:
+        """The set keys the chosen architecture takes, as factory keyword arguments.
+
+        Example:
+        >>> ModelConfig(architecture="mmoe", num_experts=4).hyperparameters()
+        {'num_experts': 4}
+        """
+        return {k: getattr(self, k) for k in ARCHITECTURE_KEYS[self.architecture] if getattr(self, k) is not None}
 
 
 @dataclasses.dataclass
@@ -146,6 +195,11 @@ class Config:
             raise ConfigError(
                 "model.architecture single_task trains one task: list exactly one entry in tasks "
                 f"(got {len(self.tasks)})."
+            )
+        if self.model.architecture in ("cross_stitch", "soft_sharing") and len(self.tasks) == 1:
+            raise ConfigError(
+                f"model.architecture {self.model.architecture} ties the columns of two or more "
+                "tasks; list at least two entries in tasks (or none, for the dataset's)."
             )
 
 

@@ -269,11 +269,14 @@ class MultiTaskModel(keras.Model):
 
     def test_step(self, data):
         logs = super().test_step(data)
-        # Task weights describe training steps; evaluation has none to report.
+        # Task weights, gate statistics and penalties describe training steps;
+        # evaluation has none to report.
         return {k: v for k, v in logs.items() if k not in self._weight_log_names()}
 
     def _weight_log_names(self):
-        return {m.name for m in self._task_weight_trackers}
+        from keras_mtl.layers import training_only_log_names
+
+        return {m.name for m in self._task_weight_trackers} | training_only_log_names(self)
 
     def fit(self, *args, callbacks=None, **kwargs):
         extra = self.weighting.callbacks() if self.weighting is not None else []

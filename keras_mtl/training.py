@@ -60,7 +60,12 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
     if cfg.model.architecture == "single_task":
         model = models.single_task(data.inputs, tasks[0], trunk)
     else:
-        model = models.ARCHITECTURES[cfg.model.architecture](data.inputs, tasks, trunk)
+        try:
+            model = models.ARCHITECTURES[cfg.model.architecture](
+                data.inputs, tasks, trunk, **cfg.model.hyperparameters()
+            )
+        except ValueError as e:  # the factories check their arguments and tasks
+            raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
     model.compile(
         optimizer=OPTIMIZERS[cfg.train.optimizer](learning_rate=cfg.train.learning_rate),
         weighting=cfg.train.weighting,
@@ -120,8 +125,12 @@ def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResul
     test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)
     (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
 
-    export_path = export_lib.export_saved_model(best, Path(cfg.output.export_dir) / cfg.name)
-    echo(f"Exported to {export_path}; verifying as TF Serving loads it ...")
+    # A few test rows become the warmup requests TF Serving replays on load
+    # (8: small enough for any max_batch_size a batching config would set).
+    export_path = export_lib.export_saved_model(
+        best, Path(cfg.output.export_dir) / cfg.name, warmup_samples=data.sample(8, "test")
+    )
+    echo(f"Exported to {export_path}; verifying every signature as TF Serving loads it ...")
     report = export_lib.verify(export_path, data.sample(64, "test"), best)
     return RunResult(
         task_names=[t.name for t in tasks],

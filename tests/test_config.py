@@ -1,5 +1,8 @@
 """Run configs: every bad key, type and value gives an error naming the key."""
 
+import inspect
+import typing
+
 import pytest
 import yaml
 
@@ -102,3 +105,37 @@ def test_to_dict_round_trips():
     cfg = config.load("examples/census.yaml")
     again = config.from_dict(config.Config, yaml.safe_load(yaml.safe_dump(config.to_dict(cfg))))
     assert again == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.architecture=mmoe", "model.num_experts=0"], r"^model.num_experts must be >= 1, got 0"),
+        (["model.architecture=cgc", "model.num_task_experts=-1"], r"^model.num_task_experts must be >= 0"),
+        (["model.architecture=ple", "model.num_levels=0"], r"^model.num_levels must be >= 1, got 0"),
+        (["model.architecture=mmoe", "model.expert_units=[]"], r"model.expert_units must be a non-empty list"),
+        (["model.architecture=soft_sharing", "model.penalty=-0.1"], r"model.penalty must be a finite number >= 0"),
+        (["model.architecture=soft_sharing", "model.penalty=x"], r"model.penalty must be a number, got str"),
+        (["model.architecture=mmoe", "model.num_levels=2"],
+         r"model.num_levels does not apply to architecture 'mmoe', which takes model.num_experts, model.expert_units"),
+        (["model.num_experts=4"], r"model.num_experts does not apply to architecture 'shared_bottom', which takes no hyper"),
+        (["model.architecture=cross_stitch", "tasks=[{name: a, type: binary}]"], r"cross_stitch ties the columns of two or more tasks"),
+        (["model.num_expert=4"], r"Unknown config key 'model.num_expert'; did you mean 'model.num_experts'\?"),
+    ],
+)
+def test_architecture_hyperparameters_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load("examples/census.yaml", overrides)
+
+
+def test_architecture_hyperparameters_reach_the_factory():
+    from keras_mtl import models
+
+    assert set(typing.get_args(typing.get_type_hints(config.ModelConfig)["architecture"])) == set(models.ARCHITECTURES)
+    assert set(config.ARCHITECTURE_KEYS) == set(models.ARCHITECTURES)
+    for arch, keys in config.ARCHITECTURE_KEYS.items():  # each key is an argument of the factory
+        assert set(keys) <= set(inspect.signature(models.ARCHITECTURES[arch]).parameters), arch
+    cfg = config.load(
+        "examples/census.yaml", ["model.architecture=ple", "model.num_levels=3", "model.expert_units=[8]"]
+    )
+    assert cfg.model.hyperparameters() == {"num_levels": 3, "expert_units": [8]}

@@ -55,7 +55,8 @@ def test_fit_logs_each_task(rng):
     model.compile(optimizer="adam")
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert set(history) == {
-        "loss", "a_loss", "a_auc", "a_accuracy", "b_loss", "b_mae", "b_rmse", "c_loss", "c_accuracy"
+        "loss", "a_loss", "a_auc", "a_accuracy", "b_loss", "b_mae", "b_rmse", "c_loss", "c_accuracy",
+        "a_weight", "b_weight", "c_weight",
     }
     total = history["loss"][0]
     assert total > 0 and np.isfinite(total)
@@ -173,7 +174,7 @@ def test_loss_weights_override_task_weights():
     model = mtl.models.shared_bottom(keras.Input((4,)), three_tasks())
     model.compile(optimizer="sgd", loss_weights={"a": 3.0})
     assert model.weighting.task_weights == {"a": 3.0, "b": 1.0, "c": 1.0}
-    assert mtl.weighting.available() == ["fixed"]
+    assert "fixed" in mtl.weighting.available()
 
 
 def test_keras_round_trip(tmp_path, rng, census_small):
@@ -206,7 +207,7 @@ def test_single_task_baseline_ignores_other_tasks_labels(rng):
     model = mtl.models.single_task(keras.Input((4,)), tasks.Binary("a"))
     model.compile(optimizer="sgd")
     logs = model.evaluate(x, y, verbose=0, return_dict=True)  # y also has "b" and "c"
-    assert set(logs) == {"loss", "a_loss", "a_auc", "a_accuracy"}
+    assert set(logs) == {"loss", "a_loss", "a_auc", "a_accuracy"}  # evaluate: no task weights
     strict = mtl.models.shared_bottom(keras.Input((4,)), [tasks.Binary("a")])
     strict.compile(optimizer="sgd")
     with pytest.raises(ValueError, match=r"unknown task label key\(s\) \['b', 'c'\]"):

@@ -40,6 +40,40 @@ def features_for(task: Task, rep: Mapping) -> keras.KerasTensor:
     return rep["pooled"]
 
 
+def pooled_features(trunk_output, tasks: Sequence[Task], architecture: str) -> keras.KerasTensor:
+    """The per-example (pooled) trunk output, for architectures that mix per-example features.
+
+    Mixtures of experts, cross-stitch units and soft-shared columns work on
+    one vector per example, so tasks that need per-token features
+    (`Tagging`) are refused here with an error naming them.
+
+    Example:
+    >>> from keras_mtl.tasks import Binary
+    >>> pooled_features({"pooled": keras.Input((8,)), "sequence": keras.Input((5, 8))}, [Binary("a")], "mmoe").shape
+    (None, 8)
+    """
+    for task in tasks:
+        if task.uses_sequence:
+            raise ValueError(
+                f"{architecture}: task {task.name!r} ({type(task).__name__}) needs per-token "
+                f"features, but {architecture} works on one pooled vector per example; use "
+                "shared_bottom for token-level tasks."
+            )
+    if isinstance(trunk_output, Mapping):
+        if "pooled" not in trunk_output:
+            raise ValueError(
+                f"{architecture}: a trunk returning a dict must give 'pooled'; got keys "
+                f"{sorted(trunk_output)}."
+            )
+        trunk_output = trunk_output["pooled"]
+    if len(trunk_output.shape) != 2:
+        raise ValueError(
+            f"{architecture} needs a trunk output of shape (batch, features); got "
+            f"{trunk_output.shape}."
+        )
+    return trunk_output
+
+
 def shared_layer_names(inputs, outputs: Mapping) -> list[str]:
     """Layers with trainable weights that every task's output depends on.
 
@@ -62,15 +96,44 @@ def shared_layer_names(inputs, outputs: Mapping) -> list[str]:
 
 
 def build_model(
-    inputs, tasks: Sequence[Task], rep: Mapping, name: str, **model_kwargs
+    inputs,
+    tasks: Sequence[Task],
+    rep: Mapping | None,
+    name: str,
+    *,
+    features: Mapping[str, keras.KerasTensor] | None = None,
+    **model_kwargs,
 ) -> MultiTaskModel:
-    """Adds each task's head on `rep` and returns the MultiTaskModel."""
+    """Adds each task's head and returns the MultiTaskModel.
+
+    Each head reads `features[task.name]` when `features` is given (for
+    architectures where tasks read different tensors: gate mixtures,
+    columns), otherwise its part of the marked representation `rep`
+    (see `features_for`). Either way the model records the layer named
+    "representation", which the architecture must have put on the path to
+    the outputs.
+
+    Example:
+    >>> from keras_mtl.tasks import Binary
+    >>> x = keras.Input((3,))
+    >>> rep = mark_representation(keras.layers.Dense(4)(x))
+    >>> build_model(x, [Binary("a")], rep, "demo").representation
+    'representation'
+    """
     tasks = check_unique(tasks)
+    if features is not None and sorted(features) != sorted(t.name for t in tasks):
+        raise ValueError(
+            f"features are keyed {sorted(features)}; they must be keyed by the task names "
+            f"{sorted(t.name for t in tasks)}."
+        )
     # A plain dict: Keras compares input structures by type, and tracked
     # dicts (e.g. FeatureSpace.get_inputs()) would not match the data's dicts.
     if isinstance(inputs, Mapping):
         inputs = dict(inputs)
-    outputs = {t.name: t.build_head(features_for(t, rep)) for t in tasks}
+    outputs = {
+        t.name: t.build_head(features[t.name] if features is not None else features_for(t, rep))
+        for t in tasks
+    }
     return MultiTaskModel(
         inputs,
         outputs,

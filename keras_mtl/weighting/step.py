@@ -44,7 +44,9 @@ def _add(a, b):
 
 def per_task_gradients(tape, task_shares, variables):
     """(T, P) matrix of this replica's task gradients on `variables`, flattened."""
-    return tf.stack([_flat(tape.gradient(s, variables), variables) for s in task_shares])
+    return tf.stack(
+        [tf.cast(_flat(tape.gradient(s, variables), variables), tf.float32) for s in task_shares]
+    )
 
 
 def gradient_train_step(model, data):
@@ -60,10 +62,17 @@ def gradient_train_step(model, data):
         # Gradients are taken of tensors made inside the tape.
         task_shares = [losses[t.name] for t in model.tasks]
         shares = tf.stack(task_shares)
-        unweighted = tf.add_n(task_shares)
         regularization = (
             masking.per_replica_share(tf.add_n(model.losses)) if model.losses else None
         )
+        # Under mixed precision the optimizer is a LossScaleOptimizer: it wants
+        # gradients of the scaled loss (and unscales them itself). Methods must
+        # see true gradients, so they get the scaled ones divided back.
+        scaled = [model.optimizer.scale_loss(s) for s in task_shares]
+        unweighted = tf.add_n(scaled)
+        if regularization is not None:
+            regularization = model.optimizer.scale_loss(regularization)
+    loss_scale = tf.cast(model.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
     global_losses = masking.global_sum(shares)
 
     shared = model.shared_variables
@@ -76,22 +85,26 @@ def gradient_train_step(model, data):
     if rep is not None:
         # One gradient per task on the representation (cheap: through the heads
         # only); the Gram matrix sums over examples, hence over replicas.
-        rep_grads = tf.stack([tf.reshape(tape.gradient(s, rep), [-1]) for s in task_shares])
-        gram = masking.global_sum(tf.matmul(rep_grads, rep_grads, transpose_b=True))
+        rep_grads = tf.stack([tf.reshape(tf.cast(tape.gradient(s, rep), tf.float32), [-1]) for s in scaled])
+        unscaled = rep_grads / loss_scale
+        gram = masking.global_sum(tf.matmul(unscaled, unscaled, transpose_b=True))
         w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
-        combined_rep = tf.reshape(tf.linalg.matvec(rep_grads, w, transpose_a=True), tf.shape(rep))
+        combined_rep = tf.cast(
+            tf.reshape(tf.linalg.matvec(rep_grads, w, transpose_a=True), tf.shape(rep)), rep.dtype
+        )
         shared_grads = tape.gradient(rep, shared, output_gradients=combined_rep)
     else:
-        local = per_task_gradients(tape, task_shares, shared)
-        total = masking.global_sum(local)
+        local = per_task_gradients(tape, scaled, shared)
+        total = masking.global_sum(local) / loss_scale
         if method.aggregate_vectors is not None:
             combined, w = method.aggregate_vectors(total, global_losses)
             # The optimizer sums replicas' gradients: hand each a 1/replicas share.
-            shared_grads = _unflat(masking.per_replica_share(combined), shared)
+            shared_grads = _unflat(masking.per_replica_share(combined * loss_scale), shared)
         else:
             gram = tf.matmul(total, total, transpose_b=True)
             w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
             shared_grads = _unflat(tf.linalg.matvec(local, w, transpose_a=True), shared)
+    shared_grads = [tf.cast(g, v.dtype) if g is not None else None for g, v in zip(shared_grads, shared)]
 
     # Task-specific layers only ever see their own task: plain sum of losses.
     other_grads = tape.gradient(unweighted, others) if others else []

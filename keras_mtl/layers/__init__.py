@@ -1,0 +1,24 @@
+"""Layers of the sharing architectures, all serializable in `.keras` files with safe_mode on.
+
+`Experts`, `Gate` and `MixExperts` build mixture-of-experts models (MMoE,
+CGC, PLE); `CrossStitch` mixes per-task columns; `SoftSharingPenalty` ties
+per-task columns with an L2 penalty. `GateStatistics` is the gates' metric.
+"""
+
+from keras_mtl.layers.cross_stitch import CrossStitch
+from keras_mtl.layers.log_names import training_only_log_names
+from keras_mtl.layers.experts import Experts
+from keras_mtl.layers.gate import Gate
+from keras_mtl.layers.gate_statistics import GateStatistics
+from keras_mtl.layers.mixture import MixExperts
+from keras_mtl.layers.soft_sharing import SoftSharingPenalty
+
+__all__ = [
+    "CrossStitch",
+    "Experts",
+    "Gate",
+    "GateStatistics",
+    "MixExperts",
+    "SoftSharingPenalty",
+    "training_only_log_names",
+]
