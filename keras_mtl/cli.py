@@ -4,6 +4,8 @@
     keras-mtl export MODEL.keras BASE_DIR [--version N] [--overwrite]
     keras-mtl verify EXPORT_DIR [--model MODEL.keras] [--dataset census_income]
     keras-mtl serving-config NAME BASE_DIR [--label stable=1 ...] [--max-batch-size N ...]
+    keras-mtl report LOGDIR [-o report.html]
+    keras-mtl tensorboard LOGDIR [--port 6006]
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ def _train(args) -> int:
     from keras_mtl import config as config_lib
     from keras_mtl import training
 
-    cfg = config_lib.load(args.config, args.set or [])
+    overrides = list(args.set or [])
+    if args.strategy:
+        overrides.append(f"train.strategy={args.strategy}")
+    cfg = config_lib.load(args.config, overrides)
     result = training.run(cfg)
     print("\nTest metrics (best checkpoint):")
     print(training.metric_table(result.test_metrics, result.task_names))
-    print(f"\nExport: {result.export_path} (verified, max |diff| {result.verification['max_abs_diff']:.2e})")
+    if result.export_path:
+        print(f"\nExport: {result.export_path} (verified, max |diff| {result.verification['max_abs_diff']:.2e})")
+    else:
+        print("\nNot the chief worker: the chief writes the logs, checkpoints and export.")
     print(f"TensorBoard: tensorboard --logdir {result.log_dir} --host 127.0.0.1")
     print(f"Done in {result.seconds:.0f} s.")
     return 0
@@ -95,6 +103,24 @@ def _serving_config(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from keras_mtl.report import find_runs, render_report
+
+    if not find_runs(args.logdir):
+        raise FileNotFoundError(f"No training runs (train/ or mtl/ event folders) under {args.logdir}.")
+    print(render_report(args.logdir, args.output))
+    return 0
+
+
+def _tensorboard(args) -> int:
+    import subprocess
+
+    # Bound to loopback unless asked: TensorBoard has no authentication.
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", args.logdir, "--host", args.host, "--port", str(args.port)]
+    print(" ".join(command))
+    return subprocess.call(command)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keras-mtl", description="Multi-task learning for Keras 3.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -102,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train, test, export and verify a model from a YAML config")
     t.add_argument("config", help="YAML run config, e.g. examples/census.yaml")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--strategy", choices=["auto", "default", "mirrored", "multi_worker", "tpu"],
+                   help="tf.distribute strategy (overrides train.strategy)")
     t.set_defaults(fn=_train)
 
     e = sub.add_parser("export", help="export a .keras model as a TF Serving SavedModel version")
@@ -114,7 +142,8 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="load an export as TF Serving does and run it on real rows")
     v.add_argument("path", help="an export version directory, e.g. saved_models/census/1")
     v.add_argument("--model", help="a .keras model whose answers the export must match")
-    v.add_argument("--dataset", default="census_income", help="where sample rows come from")
+    v.add_argument("--dataset", default="census_income", help="where sample rows come from: "
+                   "census_income, trump_tweets, fashion_mnist or newsgroups")
     v.add_argument("--samples", type=int, default=32)
     v.set_defaults(fn=_verify)
 
@@ -139,6 +168,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--allowed-batch-sizes", type=int, nargs="+", metavar="N")
     c.add_argument("--batching-output", help="batching parameters path (default: beside models.config)")
     c.set_defaults(fn=_serving_config)
+
+    r = sub.add_parser("report", help="render an HTML report (PNG plots) of the runs under LOGDIR")
+    r.add_argument("logdir")
+    r.add_argument("-o", "--output", help="HTML file (default LOGDIR/report.html)")
+    r.set_defaults(fn=_report)
+
+    b = sub.add_parser("tensorboard", help="start TensorBoard on LOGDIR, bound to 127.0.0.1")
+    b.add_argument("logdir")
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=6006)
+    b.set_defaults(fn=_tensorboard)
     return p
 
 

@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: Literal["census_income"] = "census_income"
+    dataset: Literal["census_income", "trump_tweets", "fashion_mnist", "newsgroups"] = "census_income"
     batch_size: int = 1024
     validation_fraction: float = 0.1
     limit: Optional[int] = None  # rows read from each file; None reads all
@@ -141,8 +141,11 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = 1e-3
     weighting: str = "fixed"
+    weighting_args: dict = dataclasses.field(default_factory=dict)  # e.g. {mode: representation}
     seed: int = 0
     verbose: Literal["auto", 0, 1, 2] = "auto"
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
 
     def check(self, path):
         _positive(self, path, "epochs")
@@ -154,6 +157,21 @@ class TrainConfig:
             raise ConfigError(
                 f"{path}.weighting: unknown method {self.weighting!r}; available: {weighting.available()}."
             )
+        try:
+            weighting.get(self.weighting, **self.weighting_args)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}.weighting_args for {self.weighting!r}: {e}") from None
+
+
+@dataclasses.dataclass
+class MonitorConfig:
+    conflict_every: int = 100  # steps between gradient-conflict probes; 0 turns them off
+    affinity_every: int = 200  # steps between task-affinity probes; 0 turns them off
+
+    def check(self, path):
+        for key in ("conflict_every", "affinity_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{path}.{key} must be >= 0, got {getattr(self, key)}.")
 
 
 @dataclasses.dataclass
@@ -162,6 +180,11 @@ class OutputConfig:
     export_dir: str = "saved_models"
     checkpoint_dir: str = "checkpoints"
     run: Optional[str] = None  # run name; default: a timestamp
+    backup_every: Optional[int] = None  # BackupAndRestore every N steps; default: every epoch
+
+    def check(self, path):
+        if self.backup_every is not None:
+            _positive(self, path, "backup_every")
 
 
 @dataclasses.dataclass
@@ -171,6 +194,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     tasks: list[TaskConfig] = dataclasses.field(default_factory=list)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
     def check(self, path):
@@ -226,6 +250,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool) or value not in args:
             raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.")
         return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{path} must be a mapping of names to values, got {value!r}.")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path} must be a list, got {type(value).__name__} {value!r}.")

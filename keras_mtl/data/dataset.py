@@ -21,6 +21,9 @@ class MultiTaskData:
             `(features, labels)`, labels keyed by task label key.
         feature_space: the adapted `keras.utils.FeatureSpace` for tabular data.
         columns: `{split: (features, labels)}` numpy columns behind each split.
+        vectorizer: for text data, the `keras.layers.TextVectorization`
+            adapted on the train split (`keras_mtl.trunks.text(data.vectorizer)`
+            puts it inside the model, so the model takes raw strings).
     """
 
     name: str
@@ -31,6 +34,7 @@ class MultiTaskData:
     test: tf.data.Dataset
     feature_space: Any = None
     columns: dict = dataclasses.field(default_factory=dict, repr=False)
+    vectorizer: Any = None
 
     def sample(self, n: int = 8, split: str = "test") -> dict[str, np.ndarray]:
         """The first `n` rows of a split's raw features, shaped as a serving client sends them.
