@@ -214,6 +214,54 @@ class TaskAffinity(_MTLWriter):
             json.dump(result, f, indent=2)
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and says which task(s) caused it, and when.
+
+    Keras' `TerminateOnNaN` only reports "NaN loss"; with several tasks the
+    first question is which one. Raises `FloatingPointError` naming the
+    task(s), their values, the epoch and the step, after the step that
+    produced them (later steps would only spread the NaN into every weight).
+
+    Example:
+    >>> cb = StopOnNonFiniteLoss()
+    >>> cb.check({"loss": 1.0, "a_loss": 0.5}, epoch=0, step=3)
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+        self._step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        self.check(logs or {}, self._epoch, self._step)
+
+    def check(self, logs: dict, epoch: int, step: int) -> None:
+        """Raises if `logs` holds a non-finite loss."""
+        bad = {
+            k[: -len("_loss")]: float(v)
+            for k, v in logs.items()
+            if k.endswith("_loss") and k != "loss" and not np.isfinite(float(v))
+        }
+        total = logs.get("loss")
+        if bad or (total is not None and not np.isfinite(float(total))):
+            if self.model is not None:
+                self.model.stop_training = True
+            which = (
+                f"task(s) {sorted(bad)} ({', '.join(f'{k}_loss={v}' for k, v in sorted(bad.items()))})"
+                if bad
+                else f"the total loss ({total}; every task loss is finite: check regularisation or the weighting method)"
+            )
+            raise FloatingPointError(
+                f"Training stopped at epoch {epoch + 1}, step {step}: non-finite loss for {which}. "
+                "Check those tasks' labels (NaN/inf values other than the missing-label marker) "
+                "and their loss scale or learning rate."
+            )
+
+
 def monitoring(
     log_dir: str,
     probe=None,
@@ -229,11 +277,12 @@ def monitoring(
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in monitoring(tempfile.mkdtemp())]
-    ['TensorBoard', 'TaskScalars']
+    ['TensorBoard', 'TaskScalars', 'StopOnNonFiniteLoss']
     """
     callbacks: list = [
         keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=histogram_freq),
         TaskScalars(log_dir),
+        StopOnNonFiniteLoss(),
     ]
     if probe is not None:
         if conflict_every:
@@ -243,4 +292,4 @@ def monitoring(
     return callbacks
 
 
-__all__: Sequence[str] = ["TaskScalars", "GradientConflict", "TaskAffinity", "monitoring"]
+__all__: Sequence[str] = ["TaskScalars", "GradientConflict", "TaskAffinity", "StopOnNonFiniteLoss", "monitoring"]

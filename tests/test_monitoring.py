@@ -126,3 +126,13 @@ def test_hparams_plugin_data(tmp_path):
     assert info.hparams["model.architecture"].string_value == "mmoe"
     assert "test/income_auc" in acc.Tags()["tensors"]
 
+
+
+def test_non_finite_loss_names_the_task_and_step(rng):
+    x = rng.normal(size=(64, 3)).astype("float32")
+    t = x[:, 0].copy()
+    t[40] = np.inf  # a corrupt label (not the NaN missing marker) in the third batch
+    model = same_head_model(["good", "broken"])
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 3: non-finite loss for task\(s\) \['broken'\]"):
+        model.fit(x, {"good": x[:, 1], "broken": t}, batch_size=16, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[callbacks.StopOnNonFiniteLoss()])
