@@ -43,7 +43,7 @@ def test_overrides():
         ("train.learning_rate=-1", r"learning_rate must be > 0"),
         ("train.optimizer=adagrad", r"train.optimizer must be one of \['adam', 'adamw', 'sgd', 'rmsprop'\], got 'adagrad'"),
         ("train.weighting=magic", r"train.weighting: unknown method 'magic'"),
-        ("data.dataset=mnist", r"data.dataset must be one of \['census_income'\]"),
+        ("data.dataset=mnist", r"data.dataset must be one of \['census_income', 'trump_tweets'"),
         ("data.validation_fraction=1.0", r"validation_fraction must be in \(0, 1\)"),
         ("data.batch_size=0", r"batch_size must be >= 1"),
         ("model.architecture=mmoe_x", r"model.architecture must be one of"),

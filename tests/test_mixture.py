@@ -399,7 +399,11 @@ def test_news_sentiment_topic_example_runs_quick():
 def test_fit_on_a_mixture_under_mirrored_strategy():
     tasks = [mtl.tasks.Binary("click"), mtl.tasks.Regression("dwell")]
     sources = {"s2": _source(2, 64, ["click"]), "s3": _source(3, 64, ["dwell"])}
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # No collectives: strategies created earlier in this process hand out the
+    # same collective keys (see tests/test_architectures.py).
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         model = mtl.models.shared_bottom({"x": keras.Input((), name="x")}, tasks, trunk=mtl.trunks.mlp([4]))
         model.compile(optimizer="sgd")
