@@ -16,6 +16,7 @@ import pandas as pd
 
 from keras_mtl import preprocessing
 from keras_mtl import tasks as tasks_lib
+from keras_mtl.data import splits as splits_lib
 from keras_mtl.data.dataset import MultiTaskData
 from keras_mtl.data.pipeline import from_columns
 
@@ -122,10 +123,6 @@ def feature_space() -> preprocessing.FeatureSpace:
     return FS(specs, output_mode="concat")
 
 
-def _take(columns: dict, index: np.ndarray) -> dict:
-    return {k: v[index] for k, v in columns.items()}
-
-
 def census_income(
     *,
     batch_size: int = 1024,
@@ -152,15 +149,9 @@ def census_income(
     """
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
-    features, labels = read_split("train", limit)
-    n = len(labels["income"])
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * validation_fraction)))
-    splits = {
-        "train": (_take(features, order[n_val:]), _take(labels, order[n_val:])),
-        "validation": (_take(features, order[:n_val]), _take(labels, order[:n_val])),
-        "test": read_split("test", limit),
-    }
+    splits = splits_lib.with_validation(
+        read_split("train", limit), read_split("test", limit), validation_fraction, seed
+    )
     space = feature_space()
     space.adapt(splits["train"][0])
     return MultiTaskData(

@@ -151,13 +151,9 @@ def fashion_mnist(
     >>> [t.name for t in data.tasks], data.inputs["image"].shape
     (['fine', 'coarse'], (None, 28, 28))
     """
-    features, labels = read_split("train", limit, data_dir)
-    train, validation = splits_lib.holdout(len(labels["fine"]), validation_fraction, seed)
-    columns = {
-        "train": (splits_lib.take(features, train), splits_lib.take(labels, train)),
-        "validation": (splits_lib.take(features, validation), splits_lib.take(labels, validation)),
-        "test": read_split("test", limit, data_dir),
-    }
+    columns = splits_lib.with_validation(
+        read_split("train", limit, data_dir), read_split("test", limit, data_dir), validation_fraction, seed
+    )
     datasets = splits_lib.batched_splits(columns, batch_size, seed)
     return MultiTaskData(
         name="fashion_mnist",

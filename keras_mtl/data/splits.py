@@ -41,6 +41,26 @@ def take(columns: Columns, index: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in columns.items()}
 
 
+def with_validation(
+    train: tuple[Columns, Columns], test: tuple[Columns, Columns], fraction: float, seed: int
+) -> dict[str, tuple[dict, dict]]:
+    """`{"train", "validation", "test"}` columns: a seeded `fraction` of the train rows held out
+    for validation, the test rows as they are.
+
+    Example:
+    >>> cols = with_validation(({"x": np.arange(10)}, {"y": np.arange(10)}), ({"x": np.arange(3)}, {"y": np.arange(3)}), 0.2, 0)
+    >>> {k: len(v[0]["x"]) for k, v in cols.items()}
+    {'train': 8, 'validation': 2, 'test': 3}
+    """
+    features, labels = train
+    kept, held = holdout(len(next(iter(labels.values()))), fraction, seed)
+    return {
+        "train": (take(features, kept), take(labels, kept)),
+        "validation": (take(features, held), take(labels, held)),
+        "test": (dict(test[0]), dict(test[1])),
+    }
+
+
 def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
     """`limit` row indices out of `n`, a fixed random subset (all rows, in order, for None).
 
