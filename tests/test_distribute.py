@@ -148,9 +148,9 @@ def test_keras_mtl_train_on_two_workers(tmp_path):
     assert "Not the chief worker" in outputs[1]
     chief = keras.saving.load_model(tmp_path / "chief/checkpoints/census/r1/best.keras")
     ref = keras.saving.load_model(tmp_path / "alone/checkpoints/census/r1/best.keras")
-    # Same architecture and training length; not the same weights: the shuffled
-    # index-gather pipeline is sharded by whole batches under multi-worker (see
-    # README, "Known limits"), so the global batches differ from one process's.
+    # Same architecture and training length; not the same weights: under
+    # multi-worker the shuffled order of the in-memory pipeline differs from
+    # one process's (see README, "Known limits").
     assert [w.shape for w in chief.get_weights()] == [w.shape for w in ref.get_weights()]
     assert not (tmp_path / "worker1" / "saved_models").exists()  # only the chief exports
     assert (tmp_path / "chief" / "saved_models" / "census" / "1").is_dir()
