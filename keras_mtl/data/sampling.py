@@ -21,12 +21,13 @@ dominate early and small ones catch up later. The paper counts epochs from
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Mapping
 
 import numpy as np
 
 
-class Sampler:
+class Sampler(abc.ABC):
     """Base class: a distribution over sources for each epoch.
 
     Subclasses implement `_unnormalised(sizes, epoch)`; `varies_by_epoch`
@@ -59,8 +60,9 @@ class Sampler:
         """
         return np.array([list(self.probabilities(sizes, e).values()) for e in range(int(epochs))])
 
+    @abc.abstractmethod
     def _unnormalised(self, sizes: dict[str, int], epoch: int):
-        raise NotImplementedError
+        """Non-negative weights per source (in `sizes` order) at `epoch`."""
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, so that `type(s)(**s.get_config())` rebuilds the sampler.

@@ -15,6 +15,7 @@ has only what TF Serving has: TensorFlow and the tensorflow-text ops library
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Sequence
@@ -47,10 +48,9 @@ def run_requests(export_dir: str, logs: Sequence) -> list:
     """
     import tensorflow as tf
 
-    try:  # TF Serving links the tensorflow-text ops; load them the same way.
+    # TF Serving links the tensorflow-text ops; load them the same way when installed.
+    with contextlib.suppress(ImportError):
         import tensorflow_text  # noqa: F401
-    except ImportError:
-        pass
     results = []
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as sess:
