@@ -24,7 +24,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_mtl as mtl  # noqa: E402
-from keras_mtl.data import census  # noqa: E402
 from keras_mtl.data.pipeline import pipeline_options  # noqa: E402
 
 DEGREES = [

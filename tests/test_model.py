@@ -1,6 +1,5 @@
 """MultiTaskModel and the factories: outputs, compile, masked training, logs, .keras round trip."""
 
-import json
 import zipfile
 
 import keras

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -18,7 +17,6 @@ from keras_mtl import preprocessing
 from keras_mtl import tasks as tasks_lib
 from keras_mtl.data import splits as splits_lib
 from keras_mtl.data.dataset import MultiTaskData
-from keras_mtl.data.pipeline import from_columns
 
 # Column names of census-income.names, in file order.
 COLUMNS = [
@@ -154,13 +152,12 @@ def census_income(
     )
     space = feature_space()
     space.adapt(splits["train"][0])
-    return MultiTaskData(
-        name="census",
-        inputs=dict(space.get_inputs()),
-        tasks=[tasks_lib.Binary("income"), tasks_lib.Binary("never_married")],
-        train=from_columns(*splits["train"], batch_size=batch_size, shuffle=True, seed=seed),
-        validation=from_columns(*splits["validation"], batch_size=batch_size),
-        test=from_columns(*splits["test"], batch_size=batch_size),
+    return MultiTaskData.from_splits(
+        "census",
+        dict(space.get_inputs()),
+        [tasks_lib.Binary("income"), tasks_lib.Binary("never_married")],
+        splits,
+        batch_size=batch_size,
+        seed=seed,
         feature_space=space,
-        columns=splits,
     )

@@ -36,6 +36,33 @@ class MultiTaskData:
     columns: dict = dataclasses.field(default_factory=dict, repr=False)
     vectorizer: Any = None
 
+    @classmethod
+    def from_splits(
+        cls, name: str, inputs, tasks: list, columns: dict, *, batch_size: int, seed: int, **extra
+    ) -> "MultiTaskData":
+        """Builds the batched train/validation/test datasets from `{split: (features, labels)}` columns.
+
+        Only "train" is shuffled (every epoch); `extra` sets the optional fields.
+
+        Example:
+        >>> cols = {s: ({"x": np.arange(4.0)}, {"y": np.arange(4.0)}) for s in ("train", "validation", "test")}
+        >>> len(MultiTaskData.from_splits("d", None, [], cols, batch_size=2, seed=0).train)
+        2
+        """
+        from keras_mtl.data.splits import batched_splits
+
+        datasets = batched_splits(columns, batch_size, seed)
+        return cls(
+            name=name,
+            inputs=inputs,
+            tasks=tasks,
+            train=datasets["train"],
+            validation=datasets["validation"],
+            test=datasets["test"],
+            columns=columns,
+            **extra,
+        )
+
     def sample(self, n: int = 8, split: str = "test") -> dict[str, np.ndarray]:
         """The first `n` rows of a split's raw features, shaped as a serving client sends them.
 

@@ -154,16 +154,14 @@ def fashion_mnist(
     columns = splits_lib.with_validation(
         read_split("train", limit, data_dir), read_split("test", limit, data_dir), validation_fraction, seed
     )
-    datasets = splits_lib.batched_splits(columns, batch_size, seed)
-    return MultiTaskData(
-        name="fashion_mnist",
-        inputs={"image": keras.Input(shape=(28, 28), dtype="uint8", name="image")},
-        tasks=[
+    return MultiTaskData.from_splits(
+        "fashion_mnist",
+        {"image": keras.Input(shape=(28, 28), dtype="uint8", name="image")},
+        [
             tasks_lib.Multiclass("fine", num_classes=len(CLASSES)),
             tasks_lib.Multiclass("coarse", num_classes=len(COARSE_CLASSES)),
         ],
-        train=datasets["train"],
-        validation=datasets["validation"],
-        test=datasets["test"],
-        columns=columns,
+        columns,
+        batch_size=batch_size,
+        seed=seed,
     )

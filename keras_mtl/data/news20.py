@@ -138,18 +138,16 @@ def newsgroups(
     columns = splits_lib.with_validation(
         read_split("train", limit, data_dir), read_split("test", limit, data_dir), validation_fraction, seed
     )
-    datasets = splits_lib.batched_splits(columns, batch_size, seed)
-    return MultiTaskData(
-        name="newsgroups",
-        inputs={"text": keras.Input(shape=(), dtype="string", name="text")},
-        tasks=[
+    return MultiTaskData.from_splits(
+        "newsgroups",
+        {"text": keras.Input(shape=(), dtype="string", name="text")},
+        [
             tasks_lib.Multiclass("fine", num_classes=len(FINE)),
             tasks_lib.Multiclass("coarse", num_classes=len(COARSE)),
         ],
-        train=datasets["train"],
-        validation=datasets["validation"],
-        test=datasets["test"],
-        columns=columns,
+        columns,
+        batch_size=batch_size,
+        seed=seed,
         vectorizer=text_vectorizer(
             columns["train"][0]["text"], max_tokens=max_tokens, sequence_length=sequence_length
         ),

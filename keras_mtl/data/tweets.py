@@ -96,28 +96,23 @@ def trump_tweets(
     """
     features, labels = read_tweets(limit)
     rest, test = splits_lib.holdout(len(labels["device"]), TEST_FRACTION, _TEST_SEED)
-    train, validation = splits_lib.holdout(len(rest), validation_fraction, seed)
-    columns = {
-        "train": (splits_lib.take(features, rest[train]), splits_lib.take(labels, rest[train])),
-        "validation": (
-            splits_lib.take(features, rest[validation]),
-            splits_lib.take(labels, rest[validation]),
-        ),
-        "test": (splits_lib.take(features, test), splits_lib.take(labels, test)),
-    }
-    datasets = splits_lib.batched_splits(columns, batch_size, seed)
-    return MultiTaskData(
-        name="tweets",
-        inputs={"text": keras.Input(shape=(), dtype="string", name="text")},
-        tasks=[
+    columns = splits_lib.with_validation(
+        (splits_lib.take(features, rest), splits_lib.take(labels, rest)),
+        (splits_lib.take(features, test), splits_lib.take(labels, test)),
+        validation_fraction,
+        seed,
+    )
+    return MultiTaskData.from_splits(
+        "tweets",
+        {"text": keras.Input(shape=(), dtype="string", name="text")},
+        [
             tasks_lib.Multiclass("device", num_classes=len(DEVICES)),
             tasks_lib.Regression("log_retweets"),
             tasks_lib.Regression("log_favorites"),
         ],
-        train=datasets["train"],
-        validation=datasets["validation"],
-        test=datasets["test"],
-        columns=columns,
+        columns,
+        batch_size=batch_size,
+        seed=seed,
         vectorizer=text_vectorizer(
             columns["train"][0]["text"], max_tokens=max_tokens, sequence_length=sequence_length
         ),
