@@ -25,19 +25,12 @@ import tensorflow as tf  # noqa: E402
 
 import keras_mtl as mtl  # noqa: E402
 from keras_mtl.data.pipeline import pipeline_options  # noqa: E402
-
-DEGREES = [
-    "Bachelors degree(BA AB BS)", "Masters degree(MA MS MEng MEd MSW MBA)",
-    "Doctorate degree(PhD EdD)", "Prof school degree (MD DDS DVM LLB JD)",
-]
-
+from bench_foundation import extra_task_labels  # noqa: E402
 
 def encoded_data(batch_size):
     data = mtl.data.census_income(batch_size=batch_size)
     features, labels = data.columns["train"]
-    labels = dict(labels)
-    labels["female"] = (features["sex"].ravel() == "Female").astype("float32")
-    labels["degree"] = np.isin(features["education"].ravel(), DEGREES).astype("float32")
+    labels = {**labels, **extra_task_labels(features)}
     space = data.feature_space
     encoded = mtl.data.from_columns(features, batch_size=8192).map(space).unbatch().batch(len(labels["income"]))
     matrix = next(iter(encoded)).numpy()
@@ -48,8 +41,7 @@ def encoded_data(batch_size):
         .prefetch(2)
         .with_options(pipeline_options())
     )
-    for _ in ds:  # fill the cache
-        pass
+    ds.reduce(np.int64(0), lambda n, *_: n + 1)  # one pass fills the cache
     return matrix.shape[1], ds
 
 

@@ -123,6 +123,32 @@ def step_seed(counter: tf.Variable) -> tf.Tensor:
     return tf.stack([tf.cast(counter, tf.int64), tf.constant(20260, tf.int64)])
 
 
+def pairwise_surgery(gram: tf.Tensor, num_tasks: int, seed: tf.Tensor, update) -> tf.Tensor:
+    """Gradient surgery in coefficient form, shared by PCGrad and GradVac.
+
+    For each task i, visits every other task j in a random order (drawn
+    statelessly from `seed`, so the same on every replica) and lets
+    `update(i, j, c, e_j)` rewrite c, task i's modified gradient written as
+    coefficients over the original gradients (`gram` gives every dot
+    product). Returns the coefficients of the sum of the modified gradients.
+
+    Example:
+    >>> K = tf.constant([[1.0, -1.0], [-1.0, 2.0]])
+    >>> w = pairwise_surgery(K, 2, tf.constant([0, 0], tf.int64), lambda i, j, c, e: c)
+    >>> [float(v) for v in w]  # an update that changes nothing: the plain sum
+    [1.0, 1.0]
+    """
+    coefficients = []
+    for i in range(num_tasks):
+        c = tf.one_hot(i, num_tasks, dtype=gram.dtype)
+        order = tf.random.experimental.stateless_shuffle(tf.range(num_tasks), seed=seed + i)
+        for k in range(num_tasks):
+            j = order[k]
+            c = tf.where(tf.equal(j, i), c, update(i, j, c, tf.one_hot(j, num_tasks, dtype=gram.dtype)))
+        coefficients.append(c)
+    return tf.add_n(coefficients)
+
+
 def state_weight(layer: keras.layers.Layer, name: str, shape, initializer="zeros", dtype="float32"):
     """A non-trainable variable that every replica updates to the same value.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtl.weighting.base import GradientWeighting, state_weight, step_seed
+from keras_mtl.weighting.base import GradientWeighting, pairwise_surgery, state_weight, step_seed
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -38,36 +38,28 @@ class GradVac(GradientWeighting):
         self.step = state_weight(self, "step", (), dtype="int64")
 
     def aggregate(self, gram, losses, training):
-        t = self.num_tasks
         seed = step_seed(self.step)
         norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-20))
         targets = tf.identity(self.targets)
-        new_targets = targets
-        coefficients = []
-        for i in range(t):
-            c = tf.one_hot(i, t, dtype=gram.dtype)
-            order = tf.random.experimental.stateless_shuffle(tf.range(t), seed=seed + i)
-            for k in range(t):
-                j = order[k]
-                gj = tf.one_hot(j, t, dtype=gram.dtype)
-                kc = tf.linalg.matvec(gram, c)
-                norm_i = tf.sqrt(tf.maximum(tf.tensordot(c, kc, 1), 1e-20))
-                cos = tf.tensordot(kc, gj, 1) / (norm_i * norms[j])
-                phi = targets[i, j]
-                coef = norm_i * (phi * tf.sqrt(tf.maximum(1.0 - cos**2, 0.0)) - cos * tf.sqrt(1.0 - phi**2)) / (
-                    norms[j] * tf.sqrt(tf.maximum(1.0 - phi**2, 1e-12))
-                )
-                apply = (cos < phi) & tf.not_equal(i, j)
-                c = c + tf.where(apply, coef, 0.0) * gj
-                update = tf.where(
-                    tf.not_equal(i, j), (1.0 - self.beta) * phi + self.beta * cos, phi
-                )
-                new_targets = tf.tensor_scatter_nd_update(new_targets, [[i, j]], [update])
-            coefficients.append(c)
+        observed = [targets]  # EMA-updated targets, written as pairs are visited
+
+        def vaccinate(i, j, c, gj):
+            kc = tf.linalg.matvec(gram, c)
+            norm_i = tf.sqrt(tf.maximum(tf.tensordot(c, kc, 1), 1e-20))
+            cos = tf.tensordot(kc, gj, 1) / (norm_i * norms[j])
+            phi = targets[i, j]
+            coef = norm_i * (phi * tf.sqrt(tf.maximum(1.0 - cos**2, 0.0)) - cos * tf.sqrt(1.0 - phi**2)) / (
+                norms[j] * tf.sqrt(tf.maximum(1.0 - phi**2, 1e-12))
+            )
+            ema = tf.where(tf.not_equal(i, j), (1.0 - self.beta) * phi + self.beta * cos, phi)
+            observed[0] = tf.tensor_scatter_nd_update(observed[0], [[i, j]], [ema])
+            return c + tf.where(cos < phi, coef, 0.0) * gj
+
+        weights = pairwise_surgery(gram, self.num_tasks, seed, vaccinate)
         if training:
-            self.targets.assign(new_targets)
+            self.targets.assign(observed[0])
             self.step.assign_add(1)
-        return tf.add_n(coefficients)
+        return weights
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtl.weighting.base import GradientWeighting, state_weight, step_seed
+from keras_mtl.weighting.base import GradientWeighting, pairwise_surgery, state_weight, step_seed
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -31,19 +31,13 @@ class PCGrad(GradientWeighting):
         self.step = state_weight(self, "step", (), dtype="int64")
 
     def aggregate(self, gram, losses, training):
-        t = self.num_tasks
         seed = step_seed(self.step)
         if training:
             self.step.assign_add(1)
-        coefficients = []
-        for i in range(t):
-            c = tf.one_hot(i, t, dtype=gram.dtype)
-            order = tf.random.experimental.stateless_shuffle(tf.range(t), seed=seed + i)
-            for k in range(t):
-                j = order[k]
-                gj = tf.one_hot(j, t, dtype=gram.dtype)
-                dot = tf.tensordot(c, tf.linalg.matvec(gram, gj), 1)  # g_i' . g_j
-                coef = tf.where((dot < 0) & tf.not_equal(j, i), dot / tf.maximum(gram[j, j], 1e-20), 0.0)
-                c = c - coef * gj
-            coefficients.append(c)
-        return tf.add_n(coefficients)
+
+        def project(i, j, c, gj):
+            dot = tf.tensordot(c, tf.linalg.matvec(gram, gj), 1)  # g_i' . g_j
+            coef = tf.where(dot < 0, dot / tf.maximum(gram[j, j], 1e-20), 0.0)
+            return c - coef * gj
+
+        return pairwise_surgery(gram, self.num_tasks, seed, project)
