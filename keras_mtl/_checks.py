@@ -61,3 +61,16 @@ def fraction(value: Any, argument: str, owner: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{owner}: {argument} must be a number in [0, 1], got {value!r}.")
     return float(value)
+
+
+def several_tasks(tasks, factory: str, verb: str) -> None:
+    """Refuses fewer than two tasks for architectures whose columns only exist to interact.
+
+    Example:
+    >>> several_tasks([1, 2], "cross_stitch", "mixes")
+    """
+    if len(tasks) < 2:
+        raise ValueError(
+            f"{factory} {verb} the columns of two or more tasks; got {len(tasks)} task(s). "
+            "Use single_task for one task."
+        )

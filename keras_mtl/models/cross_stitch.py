@@ -56,11 +56,7 @@ def cross_stitch(
     (2, 2)
     """
     tasks = check_unique(tasks)
-    if len(tasks) < 2:
-        raise ValueError(
-            f"cross_stitch mixes the columns of two or more tasks; got {len(tasks)} task(s). "
-            "Use single_task for one task."
-        )
+    _checks.several_tasks(tasks, "cross_stitch", "mixes")
     column_units = _checks.units(column_units, "column_units", "cross_stitch")
     self_weight = _checks.fraction(self_weight, "self_weight", "cross_stitch")
     rep = mark_representation(pooled_features((trunk or trunks.mlp())(inputs), tasks, "cross_stitch"))

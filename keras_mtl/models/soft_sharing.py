@@ -56,11 +56,7 @@ def soft_sharing(
     ['trunk_dense_0']
     """
     tasks = check_unique(tasks)
-    if len(tasks) < 2:
-        raise ValueError(
-            f"soft_sharing ties the columns of two or more tasks; got {len(tasks)} task(s). "
-            "Use single_task for one task."
-        )
+    _checks.several_tasks(tasks, "soft_sharing", "ties")
     column_units = _checks.units(column_units, "column_units", "soft_sharing")
     penalty = _checks.non_negative(penalty, "penalty", "soft_sharing")
     rep = mark_representation(pooled_features((trunk or trunks.mlp())(inputs), tasks, "soft_sharing"))
