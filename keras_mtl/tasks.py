@@ -124,6 +124,16 @@ class Task:
         else:
             present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
         y = tf.where(present, y, tf.zeros_like(y))
+        if self.target_kind == "sparse":
+            # Out-of-range ids would otherwise fail deep inside the loss op
+            # (or give NaN): name the task and the valid range here.
+            tf.debugging.assert_less(
+                y, tf.cast(self.units, y.dtype),
+                message=f"Task {self.name!r}: class id out of range; valid ids are 0..{self.units - 1} (-1 = missing)",
+            )
+            tf.debugging.assert_non_negative(
+                y, message=f"Task {self.name!r}: negative class id other than the missing marker -1"
+            )
         weights = tf.cast(present, y_pred.dtype)
         if sample_weight is not None:
             sample_weight = tf.cast(sample_weight, y_pred.dtype)

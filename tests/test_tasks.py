@@ -142,3 +142,16 @@ def test_task_config_round_trip(task):
     config = keras.saving.serialize_keras_object(task)
     again = keras.saving.deserialize_keras_object(config)
     assert again == task and again is not task
+
+
+def test_class_id_out_of_range_names_the_task():
+    import keras_mtl as mtl
+
+    model = mtl.models.shared_bottom(keras.Input((3,)), [tasks.Multiclass("topic", num_classes=3)])
+    model.compile(optimizer="sgd")
+    x = np.ones((8, 3), "float32")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"topic\W*: class id out of range; valid ids are 0\.\.2"):
+        model.fit(x, np.array([0, 1, 2, 7, 0, 1, 2, 1]), verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"topic\W*: negative class id"):
+        model.fit(x, np.array([0, 1, 2, -3, 0, 1, 2, 1]), verbose=0)
+    model.fit(x, np.array([0, 1, 2, -1, 0, 1, 2, 1]), verbose=0)  # -1 is the missing marker
