@@ -1,5 +1,8 @@
 """TensorBoard logging of what is particular to multi-task training.
 
+`TensorBoard` is Keras' callback without a per-step cost Keras 3.15 pays
+for nothing when it logs per epoch.
+
 `keras.callbacks.TensorBoard` already logs every log key (`income_loss`,
 `income_auc`, `income_weight`, ...) as `epoch_<key>`. These callbacks add:
 
@@ -12,7 +15,9 @@
   conflict, and the cosine matrix as an image;
 - `TaskAffinity`: every N steps, the lookahead affinity of Fifty et al.
   (2021), averaged over the run, logged, saved as `affinity.json`, with
-  suggested task groupings.
+  suggested task groupings;
+- `ExpertUtilisation`: for MoE models (MMoE, CGC, PLE), each epoch, the
+  gate × expert mean gate weights as a heatmap image, and `experts.json`.
 
 All write to `<log_dir>/mtl`, off the training step: a probe costs one
 forward and T backward passes on one batch.
@@ -29,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtl import diagnostics
+from keras_mtl.layers.gate_layout import gate_layout, gate_tables
 
 
 def _probe_batch(probe):
@@ -60,6 +66,34 @@ class _MTLWriter(keras.callbacks.Callback):
         return [t.name for t in self.model.tasks]
 
 
+class TensorBoard(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` without its per-step cost when it writes per epoch.
+
+    Keras 3.15's `on_train_batch_end` calls `summary.scalar` for every log on
+    every step even with `update_freq="epoch"`, when no writer is active and
+    nothing is written: about 0.7 s per 880 census-income steps, most of
+    the monitoring cost of a short run. This skips that call when it would
+    do nothing (per-epoch logging, no graph to write, no profiling, no
+    steps-per-second); everything else is Keras' own.
+
+    Example:
+    >>> import tempfile
+    >>> TensorBoard(tempfile.mkdtemp()).update_freq
+    'epoch'
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        idle = (
+            self.update_freq == "epoch"
+            and not self.write_steps_per_second
+            # Private flags of Keras' class; if a Keras version lacks them, defer to it.
+            and getattr(self, "_should_write_train_graph", True) is False
+            and getattr(self, "_should_trace", True) is False
+        )
+        if not idle:
+            super().on_train_batch_end(batch, logs)
+
+
 class TaskScalars(_MTLWriter):
     """Per-task TensorBoard groups: `<task>/<metric>` and `<task>/val_<metric>` each epoch.
 
@@ -81,9 +115,46 @@ class TaskScalars(_MTLWriter):
             lr = getattr(self.model.optimizer, "learning_rate", None)
             if lr is not None:
                 tf.summary.scalar("optimizer/learning_rate", float(keras.ops.convert_to_numpy(lr)))
+        # Once an epoch: a run killed later keeps every finished epoch's scalars.
+        self.writer.flush()
 
 
-class GradientConflict(_MTLWriter):
+class _Probe(_MTLWriter):
+    """Calls `check(step)` once every `every_n_steps` training steps, off the training step.
+
+    Steps are counted in `on_train_batch_begin`, and a due check runs before
+    the next step starts (or at the end of the epoch): a callback that
+    overrides `on_train_batch_end` makes Keras read every step's logs back
+    as Python numbers and run callbacks in step with training, a cost paid
+    on every step rather than only on probed ones.
+    """
+
+    def __init__(self, log_dir: str, probe, every_n_steps: int):
+        super().__init__(log_dir)
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}.")
+        self.every_n_steps = int(every_n_steps)
+        self.x, self.y, self.sample_weight = _probe_batch(probe)
+        self._step = 0  # training steps completed
+        self._checked = 0  # the step of the last check
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._check_if_due()
+        self._step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check_if_due()
+
+    def _check_if_due(self):
+        if self._step and self._step % self.every_n_steps == 0 and self._checked != self._step:
+            self._checked = self._step
+            self.check(self._step)
+
+    def check(self, step: int):
+        raise NotImplementedError
+
+
+class GradientConflict(_Probe):
     """Every `every_n_steps` training steps: task gradient norms and pairwise cosines on a probe batch.
 
     Tags: `<task>/grad_norm`, `conflict/cosine/<a>__<b>`, `conflict/share`
@@ -103,27 +174,13 @@ class GradientConflict(_MTLWriter):
     """
 
     def __init__(self, log_dir: str, probe, every_n_steps: int = 100):
-        super().__init__(log_dir)
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}.")
-        self.every_n_steps = int(every_n_steps)
-        self.x, self.y, self.sample_weight = _probe_batch(probe)
-        self._step = 0
+        super().__init__(log_dir, probe, every_n_steps)
         self._checks = 0
         self._conflicts = 0
-        self._fn = None
-
-    def on_train_begin(self, logs=None):
-        self._fn = tf.function(lambda x, y, w: diagnostics.task_gradients(self.model, x, y, w))
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self.every_n_steps == 0:
-            self.check(self._step)
 
     def check(self, step: int) -> np.ndarray:
         """Probes now and writes the results at `step`; returns the cosine matrix."""
-        grads = self._fn(self.x, self.y, self.sample_weight)
+        grads, _ = diagnostics.traced_probe(self.model)(self.x, self.y, self.sample_weight)
         cos = diagnostics.cosine_matrix(grads)
         norms = np.linalg.norm(np.asarray(grads, dtype=np.float64), axis=1)
         names = self.task_names
@@ -139,7 +196,7 @@ class GradientConflict(_MTLWriter):
         return cos
 
 
-class TaskAffinity(_MTLWriter):
+class TaskAffinity(_Probe):
     """Every `every_n_steps` steps: lookahead inter-task affinity on a probe batch, averaged over the run.
 
     Tags `affinity/<i>__to__<j>` and the image `affinity/matrix`; at the end of
@@ -154,30 +211,19 @@ class TaskAffinity(_MTLWriter):
     """
 
     def __init__(self, log_dir: str, probe, every_n_steps: int = 200, learning_rate: float = 0.1):
-        super().__init__(log_dir)
-        if every_n_steps < 1 or not learning_rate > 0:
-            raise ValueError("TaskAffinity needs every_n_steps >= 1 and learning_rate > 0.")
-        self.every_n_steps = int(every_n_steps)
+        if not learning_rate > 0:
+            raise ValueError(f"TaskAffinity needs learning_rate > 0, got {learning_rate}.")
+        super().__init__(log_dir, probe, every_n_steps)
         self.learning_rate = float(learning_rate)
-        self.x, self.y, self.sample_weight = _probe_batch(probe)
-        self._step = 0
         self._sum = None
         self._count = 0
-        self._fn = None
-
-    def on_train_begin(self, logs=None):
-        self._fn = tf.function(
-            lambda x, y, w: diagnostics.lookahead_affinity(self.model, x, y, w, self.learning_rate)
-        )
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self.every_n_steps == 0:
-            self.check(self._step)
 
     def check(self, step: int) -> np.ndarray:
         """Measures affinity now, logs it at `step`, and returns the running mean."""
-        a = np.asarray(self._fn(self.x, self.y, self.sample_weight), dtype=np.float64)
+        a = np.asarray(
+            diagnostics.lookahead_affinity(self.model, self.x, self.y, self.sample_weight, self.learning_rate),
+            dtype=np.float64,
+        )
         self._sum = a if self._sum is None else self._sum + a
         self._count += 1
         names = self.task_names
@@ -214,23 +260,73 @@ class TaskAffinity(_MTLWriter):
             json.dump(result, f, indent=2)
 
 
+class ExpertUtilisation(_MTLWriter):
+    """Each epoch: which experts each gate of a MoE model uses, as a gate × expert heatmap.
+
+    Reads the mean gate weights that the gates already log in the training
+    step (`<gate>/expert_<i>`), so it costs no extra pass. Writes the image
+    `experts/utilisation` (PLE: `experts/utilisation_<level>`; rows are
+    gates, columns every expert of the level, white 0 to red 1; a gate gives
+    the experts it does not see 0, so rows sum to 1) and
+    `<log_dir>/mtl/experts.json` with the same tables for `keras-mtl report`.
+    Does nothing for a model without gates.
+
+    Example:
+    >>> import tempfile
+    >>> ExpertUtilisation(tempfile.mkdtemp()).log_dir.endswith("mtl")
+    True
+    """
+
+    def on_train_begin(self, logs=None):
+        self._layout = gate_layout(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        tables = gate_tables(self._layout, logs or {}) if self._layout else []
+        if not tables:
+            return
+        with self.writer.as_default(step=epoch):
+            for table in tables:
+                level = table.name[len("shared_experts"):]
+                # Weights lie in [0, 1]: on the -1..1 scale 0 is white and 1 red.
+                tf.summary.image(f"experts/utilisation{level}", diagnostics.heatmap_image(table.weights))
+        result = {
+            "epoch": epoch,
+            "levels": [
+                {"name": t.name, "gates": t.gates, "experts": t.experts, "weights": t.weights.tolist()}
+                for t in tables
+            ],
+        }
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(os.path.join(self.log_dir, "experts.json"), "w") as f:
+            json.dump(result, f, indent=2)
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and says which task(s) caused it, and when.
+    """Stops training at the first non-finite loss or weight and says which task(s) caused it, and when.
 
     Keras' `TerminateOnNaN` only reports "NaN loss"; with several tasks the
     first question is which one. Raises `FloatingPointError` naming the
     task(s), their values, the epoch and the step, after the step that
     produced them (later steps would only spread the NaN into every weight).
 
+    A loss can be finite while its gradient is not (e.g. `sqrt` at 0): the
+    step then writes NaN into the weights and the loss only turns NaN one
+    step later, for every task at once. With `check_weights` (default) the
+    weights are checked after every step too, and the error names the tasks
+    whose own layers (their tower and output layer, named after the task)
+    went non-finite, i.e. the tasks whose gradients did.
+
     Example:
     >>> cb = StopOnNonFiniteLoss()
     >>> cb.check({"loss": 1.0, "a_loss": 0.5}, epoch=0, step=3)
     """
 
-    def __init__(self):
+    def __init__(self, check_weights: bool = True):
         super().__init__()
+        self.check_weights = bool(check_weights)
         self._epoch = 0
         self._step = 0
+        self._all_finite = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -238,6 +334,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
         self.check(logs or {}, self._epoch, self._step)
+        if self.check_weights and self.model is not None:
+            self.check_model_weights(self._epoch, self._step)
 
     def check(self, logs: dict, epoch: int, step: int) -> None:
         """Raises if `logs` holds a non-finite loss."""
@@ -258,32 +356,82 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"Training stopped at epoch {epoch + 1}, step {step}: non-finite loss for {which}. "
                 "Check those tasks' labels (NaN/inf values other than the missing-label marker) "
-                "and their loss scale or learning rate."
+                "and their loss scale or learning rate; if every task is named, check the features."
             )
+
+    def check_model_weights(self, epoch: int, step: int) -> None:
+        """Raises if a trainable weight is non-finite after a step whose losses were finite."""
+        variables = [v for v in self.model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
+        if not variables:
+            return
+        if self._all_finite is None:
+            # One fused reduction per step; only on failure is each variable read back.
+            self._all_finite = tf.function(
+                lambda: tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+            )
+        if bool(self._all_finite()):
+            return
+        self.model.stop_training = True
+        owner = {id(v): layer.name for layer in self.model.layers for v in layer.trainable_variables}
+        bad_layers = sorted(
+            {owner.get(id(v), v.path) for v in variables if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))}
+        )
+        names = [t.name for t in getattr(self.model, "tasks", ())]
+        tasks = sorted({t for t in (_owning_task(layer, names) for layer in bad_layers) if t})
+        which = (
+            f"the gradients of task(s) {tasks} were non-finite"
+            if tasks
+            else "the gradients of the shared layers were non-finite (no task's own layers are affected)"
+        )
+        raise FloatingPointError(
+            f"Training stopped at epoch {epoch + 1}, step {step}: every loss was finite but {which}; "
+            f"layers with non-finite weights after the update: {bad_layers}. Check "
+            "those tasks' losses for operations with infinite slope (sqrt or log at 0, division by "
+            "a label), or lower the learning rate / clip gradients."
+        )
+
+
+def _owning_task(layer: str, task_names: Sequence[str]) -> str | None:
+    # A task's own layers are its output layer (named after it) and those named
+    # `<task>_...` (tower, experts, column); the longest match wins ("a_b" over "a").
+    owners = [n for n in task_names if layer == n or layer.startswith(f"{n}_")]
+    return max(owners, key=len) if owners else None
 
 
 def monitoring(
     log_dir: str,
     probe=None,
     *,
+    model: keras.Model | None = None,
     conflict_every: int = 100,
     affinity_every: int = 200,
     histogram_freq: int = 0,
+    write_graph: bool = False,
 ) -> list[keras.callbacks.Callback]:
     """The default monitoring callbacks for a run: Keras' TensorBoard plus the MTL ones above.
 
-    Without a probe batch only the scalar callbacks are returned.
+    Without a probe batch the probes (conflict, affinity) are left out. With
+    `model`, `ExpertUtilisation` is added only if the model has gates;
+    without it, it is added and finds out when training starts.
+    `write_graph=True` also writes TensorBoard's op graph (off by default:
+    the report has the architecture diagram instead).
 
     Example:
-    >>> import tempfile
-    >>> [type(c).__name__ for c in monitoring(tempfile.mkdtemp())]
+    >>> import tempfile, keras_mtl as mtl
+    >>> plain = mtl.models.shared_bottom(keras.Input((3,)), [mtl.tasks.Binary("a")])
+    >>> [type(c).__name__ for c in monitoring(tempfile.mkdtemp(), model=plain)]
     ['TensorBoard', 'TaskScalars', 'StopOnNonFiniteLoss']
     """
     callbacks: list = [
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=histogram_freq),
+        # write_graph off by default: writing the op graph took 0.1-0.25 s at
+        # the first step of every census-income fit, and keras_mtl.diagram
+        # draws the architecture for the report instead.
+        TensorBoard(log_dir=str(log_dir), histogram_freq=histogram_freq, write_graph=write_graph),
         TaskScalars(log_dir),
         StopOnNonFiniteLoss(),
     ]
+    if model is None or gate_layout(model):
+        callbacks.append(ExpertUtilisation(log_dir))
     if probe is not None:
         if conflict_every:
             callbacks.append(GradientConflict(log_dir, probe, every_n_steps=conflict_every))
@@ -292,4 +440,12 @@ def monitoring(
     return callbacks
 
 
-__all__: Sequence[str] = ["TaskScalars", "GradientConflict", "TaskAffinity", "StopOnNonFiniteLoss", "monitoring"]
+__all__: Sequence[str] = [
+    "ExpertUtilisation",
+    "GradientConflict",
+    "StopOnNonFiniteLoss",
+    "TaskAffinity",
+    "TaskScalars",
+    "TensorBoard",
+    "monitoring",
+]

@@ -36,25 +36,21 @@ def _train(args) -> int:
 
 
 def _export(args) -> int:
-    import keras
+    from keras_mtl import export, saving
 
-    from keras_mtl import export
-
-    model = keras.saving.load_model(args.model)
+    model = saving.load_model(args.model)
     print(export.export_saved_model(model, args.base_dir, args.version, overwrite=args.overwrite))
     return 0
 
 
 def _verify(args) -> int:
-    import keras
-
     from keras_mtl import data as data_lib
-    from keras_mtl import export
+    from keras_mtl import export, saving
 
     meta = export.read_metadata(args.path)
     dataset = data_lib.DATASETS[args.dataset](limit=max(args.samples, 16), batch_size=args.samples)
     samples = {k: v for k, v in dataset.sample(args.samples, "test").items() if k in meta["inputs"]}
-    model = keras.saving.load_model(args.model) if args.model else None
+    model = saving.load_model(args.model) if args.model else None
     print(json.dumps(export.verify(args.path, samples, model), indent=2))
     return 0
 
@@ -192,10 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from keras_mtl.config import ConfigError
     from keras_mtl.export import ServingConfigError
+    from keras_mtl.saving import CorruptModelFileError
 
     try:
         return args.fn(args)
-    except (ConfigError, ServingConfigError, FileExistsError, FileNotFoundError, ModuleNotFoundError) as e:
+    except (
+        ConfigError, ServingConfigError, CorruptModelFileError, FileExistsError, FileNotFoundError,
+        ModuleNotFoundError,
+    ) as e:
         print(f"keras-mtl: error: {e}", file=sys.stderr)
         return 2
 

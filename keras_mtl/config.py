@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Optional
 
 import yaml
@@ -20,12 +21,88 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 
+DatasetName = Literal["census_income", "trump_tweets", "fashion_mnist", "newsgroups"]
+
+
+@dataclasses.dataclass
+class SourceConfig:
+    """One source of a mixture: a bundled dataset and the labels (tasks) it gives."""
+
+    dataset: DatasetName
+    tasks: Optional[list[str]] = None  # label keys of the dataset this source labels; None: all of them
+    limit: Optional[int] = None  # rows read from each file; None: data.limit
+
+    def check(self, path):
+        if self.tasks is not None and (not self.tasks or len(set(self.tasks)) != len(self.tasks)):
+            raise ConfigError(f"{path}.tasks must be a non-empty list of distinct label names, got {self.tasks}.")
+        if self.limit is not None:
+            _positive(self, path, "limit")
+
+
+# The keys each sampling strategy takes (see keras_mtl.data.sampling);
+# `annealed` spans train.epochs.
+SAMPLING_KEYS = {
+    "proportional": (),
+    "uniform": (),
+    "temperature": ("temperature",),
+    "annealed": ("final_alpha",),
+    "weights": ("weights",),
+}
+
+
+@dataclasses.dataclass
+class SamplingConfig:
+    """How a mixture draws its sources: `{name: temperature, temperature: 2}`."""
+
+    name: Literal["proportional", "uniform", "temperature", "annealed", "weights"] = "proportional"
+    temperature: Optional[float] = None  # temperature: p ~ n^(1/T) (default 2)
+    final_alpha: Optional[float] = None  # annealed: the exponent in the last epoch (default 0.2)
+    weights: Optional[dict[str, float]] = None  # weights: {source: weight}, every source named
+
+    def check(self, path):
+        takes = SAMPLING_KEYS[self.name]
+        for key in ("temperature", "final_alpha", "weights"):
+            if getattr(self, key) is not None and key not in takes:
+                raise ConfigError(
+                    f"{path}.{key} does not apply to sampling {self.name!r}, which takes "
+                    f"{', '.join(f'{path}.{k}' for k in takes) or 'no options'}."
+                )
+        if self.name == "weights" and self.weights is None:
+            raise ConfigError(f"{path}.weights is required for sampling 'weights': {{source: weight, ...}}.")
+        try:
+            self.build(epochs=1)
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def build(self, epochs: int):
+        """The `keras_mtl.data.sampling` object; `annealed` spans `epochs`.
+
+        Example:
+        >>> SamplingConfig("temperature", temperature=3).build(epochs=5)
+        Temperature(temperature=3.0)
+        """
+        from keras_mtl.data import sampling
+
+        options = {k: getattr(self, k) for k in SAMPLING_KEYS[self.name] if getattr(self, k) is not None}
+        if self.name == "annealed":
+            options["epochs"] = epochs
+        return sampling.SAMPLERS[self.name](**options)
+
+
 @dataclasses.dataclass
 class DataConfig:
-    dataset: Literal["census_income", "trump_tweets", "fashion_mnist", "newsgroups"] = "census_income"
+    dataset: Optional[DatasetName] = None  # census_income unless sources are given
     batch_size: int = 1024
     validation_fraction: float = 0.1
     limit: Optional[int] = None  # rows read from each file; None reads all
+    # A mixture instead of one dataset: {name: {dataset, tasks, limit}}.
+    sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
+    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    examples_per_epoch: Optional[int] = None  # mixtures: default the sum of the sources' sizes
+
+    def __post_init__(self):
+        if not self.sources and self.dataset is None:
+            self.dataset = "census_income"
 
     def check(self, path):
         _positive(self, path, "batch_size")
@@ -33,6 +110,24 @@ class DataConfig:
             raise ConfigError(f"{path}.validation_fraction must be in (0, 1), got {self.validation_fraction}.")
         if self.limit is not None:
             _positive(self, path, "limit")
+        if not self.sources:
+            for key, unset in (("sampling", SamplingConfig()), ("examples_per_epoch", None)):
+                if getattr(self, key) != unset:
+                    raise ConfigError(f"{path}.{key} applies to a mixture: set {path}.sources too.")
+            return
+        if self.dataset is not None:
+            raise ConfigError(
+                f"{path}.dataset and {path}.sources exclude each other: a mixture names each "
+                f"source's dataset in {path}.sources.<name>.dataset."
+            )
+        if self.examples_per_epoch is not None:
+            _positive(self, path, "examples_per_epoch")
+        weights = self.sampling.weights
+        if weights is not None and sorted(weights) != sorted(self.sources):
+            raise ConfigError(
+                f"{path}.sampling.weights must name exactly the sources {sorted(self.sources)}, "
+                f"got {sorted(weights)}."
+            )
 
 
 @dataclasses.dataclass
@@ -146,9 +241,15 @@ class TrainConfig:
     verbose: Literal["auto", 0, 1, 2] = "auto"
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    # "once": encode features once before training (MultiTaskData.encoded);
+    # "every_step": run the model's preprocessing inside every training step.
+    preprocess: Literal["once", "every_step"] = "once"
+    jit_compile: Literal["auto", True, False] = "auto"  # XLA; see MultiTaskModel.compile
+    steps_per_execution: int = 1
 
     def check(self, path):
         _positive(self, path, "epochs")
+        _positive(self, path, "steps_per_execution")
         if not self.learning_rate > 0:
             raise ConfigError(f"{path}.learning_rate must be > 0, got {self.learning_rate}.")
         from keras_mtl import weighting
@@ -185,6 +286,27 @@ class OutputConfig:
     def check(self, path):
         if self.backup_every is not None:
             _positive(self, path, "backup_every")
+        for key in ("logs_dir", "export_dir", "checkpoint_dir"):
+            _inside_project(getattr(self, key), f"{path}.{key}")
+        if self.run is not None and not _RUN_NAME.match(self.run):
+            raise ConfigError(
+                f"{path}.run: invalid run name {self.run!r}; use letters, digits, '_' or '-' "
+                "(up to 64, starting with a letter or digit): it becomes a folder name."
+            )
+
+
+# Run names become folder names under logs/ and checkpoints/ (timestamps by default).
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _inside_project(value: str, key: str) -> None:
+    """Output folders are written to: they must stay inside the project (the working directory)."""
+    p = PurePath(value)
+    if not value.strip() or p.is_absolute() or ".." in p.parts or value.startswith("~"):
+        raise ConfigError(
+            f"{key} must be a relative folder inside the project (the working directory), got "
+            f"{value!r}; run keras-mtl from the folder the outputs should go under."
+        )
 
 
 @dataclasses.dataclass
@@ -253,6 +375,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if tp is dict or origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{path} must be a mapping of names to values, got {value!r}.")
+        if args:  # dict[str, X]: every value is checked as an X
+            return {k: _convert(v, args[1], _join(path, k)) for k, v in value.items()}
         return dict(value)
     if origin is list:
         if not isinstance(value, list):

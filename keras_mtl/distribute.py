@@ -80,6 +80,9 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if kind == "default":
         return tf.distribute.get_strategy()
     if kind == "mirrored":
+        # Keras' symbolic build also fails under MirroredStrategy when a batch
+        # has string features (it averages the replicas' batches): same fix.
+        apply_keras_multi_worker_fix()
         return tf.distribute.MirroredStrategy()
     if kind == "multi_worker":
         config = _tf_config()
@@ -101,8 +104,9 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
 # Keras 3 fit under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 # Two places break, both in keras/src/backend/tensorflow/trainer.py:
 #  1. `_maybe_symbolic_build` all-reduces a whole data batch just to learn its
-#     shapes, which fails for multi-worker PerReplica batches; the first local
-#     replica's batch has the shapes it needs.
+#     shapes, which fails for multi-worker PerReplica batches (and, under
+#     MirroredStrategy too, for string features); the first local replica's
+#     batch has the shapes it needs.
 #  2. `reduce_per_replica(..., "auto")` reduces scalar logs with axis=0 under
 #     multi-worker collectives; metric results are already synchronised, so a
 #     scalar is reduced with axis=None.

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from keras_mtl import masking
+from keras_mtl import encoding, masking
 from keras_mtl import weighting as weighting_lib
 from keras_mtl.tasks import Task, check_unique
 
@@ -95,6 +96,27 @@ class MultiTaskModel(keras.Model):
         raise KeyError(f"No task {name!r}; tasks are {[t.name for t in self._tasks]}.")
 
     @property
+    def preprocessing(self) -> encoding.Split | None:
+        """The model's input preprocessing as a separate `encoder`, or None.
+
+        Set when raw string inputs are encoded by weightless layers (lookups,
+        normalisation, tokenisation) before the first layer that learns. The
+        model then also accepts the encoded dict in place of raw inputs, so
+        training can read features encoded once (`MultiTaskData.encoded`)
+        while the saved and exported model still takes raw values.
+        """
+        if "_split" not in self.__dict__:
+            # Not tracked: the halves share this model's layers.
+            object.__setattr__(self, "_split", encoding.split(self))
+        return self.__dict__["_split"]
+
+    def __call__(self, inputs, *args, **kwargs):
+        split = self.preprocessing
+        if split is not None and split.accepts(inputs):
+            return split.core(split.as_list(inputs), *args, **kwargs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    @property
     def shared_variables(self) -> list:
         """Trainable variables of the layers shared by every task."""
         return [v for n in self.shared_layers for v in self.get_layer(n).trainable_variables]
@@ -118,9 +140,16 @@ class MultiTaskModel(keras.Model):
             loss_weights: `{task: weight}` overriding `Task.weight`
                 (shorthand for `weighting=keras_mtl.weighting.Fixed(loss_weights)`).
             metrics: `{task: [metrics]}` replacing those tasks' default metrics.
-            **kwargs: passed to `keras.Model.compile` (`jit_compile`,
-                `steps_per_execution`, `run_eagerly`, ...). `loss` is not
-                accepted: give each task its loss instead.
+            **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
+                `run_eagerly`, ...). `loss` is not accepted: give each task
+                its loss instead. `jit_compile="auto"` (the default) chooses
+                XLA at each `fit`/`evaluate`/`predict` from the data: on when
+                the step reads features encoded once (`MultiTaskData.encoded`),
+                runs on one device and op determinism is off; off otherwise
+                (string lookups cannot be XLA-compiled, and on small models
+                the compile outlasts the gain), and off for gradient-based
+                weighting methods. `True` compiles whenever every feature is
+                numeric; `False` never.
         """
         for key in ("loss", "weighted_metrics"):
             if kwargs.get(key) is not None:
@@ -136,6 +165,9 @@ class MultiTaskModel(keras.Model):
                     f"weighting={weighting!r}."
                 )
             weighting = weighting_lib.Fixed(loss_weights)
+        jit_request = kwargs.pop("jit_compile", "auto")
+        if jit_request not in ("auto", True, False):
+            raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_request!r}.")
         method = weighting_lib.get(weighting)
         method.attach(self)
         if getattr(method, "mode", None) == "representation":
@@ -157,7 +189,10 @@ class MultiTaskModel(keras.Model):
             task_metrics = {name: [_renamed(m, f"{name}_") for m in ms]}
         # Metrics are "weighted" so that examples with a missing label (weight
         # 0) are left out of them, exactly as they are left out of the loss.
-        super().compile(optimizer=optimizer, weighted_metrics=task_metrics, **kwargs)
+        super().compile(
+            optimizer=optimizer, weighted_metrics=task_metrics, jit_compile=False, **kwargs
+        )
+        object.__setattr__(self, "_jit_request", jit_request)
         # A tracked layer: its variables (e.g. learned log-variances) are
         # trained, checkpointed and saved with the model.
         self.weighting = method
@@ -273,25 +308,98 @@ class MultiTaskModel(keras.Model):
         # evaluation has none to report.
         return {k: v for k, v in logs.items() if k not in self._weight_log_names()}
 
+    def _choose_jit(self, *data) -> None:
+        """Resolves `jit_compile="auto"` (or a forced True) for the data about to be read."""
+        from keras.src.trainers.trainer import model_supports_jit
+
+        request = self.__dict__.get("_jit_request", False)
+        if request is False or self.run_eagerly:
+            return
+        features = [_features(d) for d in data if d is not None]
+        split = self.preprocessing
+        encoded = split is not None and bool(features) and all(split.accepts(f) for f in features)
+        numeric = all(f is not None and _numeric(f) for f in features)
+        distributed = tf.distribute.has_strategy() or self._distribute_strategy is not None
+        if request == "auto":
+            # Measured (benchmarks/RESULTS.md, issue 10): XLA pays for its compile
+            # time on the encoded census step; on small raw-input models the
+            # compile costs more than a short run saves. Gradient methods stay
+            # off XLA by default: TF 2.21's XLA CPU runtime crashed when a second
+            # compiled gradient-method model ran in the same process.
+            gradient_method = self.weighting is not None and self.weighting.uses_gradients
+            want = encoded and not distributed and not gradient_method
+        else:
+            want = bool(features) and numeric
+        # Keras checks every layer, lookups included; an encoded step runs the core only.
+        want = bool(want) and model_supports_jit(split.core if encoded else self)
+        if want != self._jit_compile:
+            self._jit_compile = want
+            self.train_function = self.test_function = self.predict_function = None
+
     def _weight_log_names(self):
         from keras_mtl.layers import training_only_log_names
 
         return {m.name for m in self._task_weight_trackers} | training_only_log_names(self)
 
-    def fit(self, *args, callbacks=None, **kwargs):
+    def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
+        _check_data(self, x, "fit")
+        _check_labels(self, y, "the labels passed to fit")
+        if validation_data is not None:
+            _check_data(self, validation_data, "fit(validation_data=...)")
+        self._choose_jit(x, validation_data)
+        from keras_mtl.data import pipeline as _data_pipeline
+
         extra = self.weighting.callbacks() if self.weighting is not None else []
-        return super().fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
+        # A shuffled keras_mtl dataset orders each epoch by Keras' epoch index,
+        # so the order survives strategies and resumes (see `data.SetEpoch`).
+        if _data_pipeline.shuffle_epoch(x) is not None and not any(
+            isinstance(c, _data_pipeline.SetEpoch) for c in callbacks or []
+        ):
+            extra.append(_data_pipeline.SetEpoch(x))
+        history = super().fit(
+            x, y, *args, callbacks=list(callbacks or []) + extra, validation_data=validation_data, **kwargs
+        )
+        if history.epoch and not history.history:
+            # Keras only warns ("ran out of data") and returns an empty history.
+            raise ValueError(
+                "fit ran no training step: the training data yielded no batches (an empty "
+                "dataset, or a filter/take/shard that removed every example)."
+            )
+        return history
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        _check_data(self, x, "evaluate")
+        _check_labels(self, y, "the labels passed to evaluate")
+        if x is not None:
+            self._choose_jit(x)
+        logs = super().evaluate(x, y, *args, **kwargs)
+        if isinstance(logs, (dict, list)) and not logs:
+            raise ValueError("evaluate saw no batches: the data is empty.")
+        return logs
+
+    def predict(self, x, *args, **kwargs):
+        _check_data(self, x, "predict")
+        self._choose_jit(x)
+        try:
+            return super().predict(x, *args, **kwargs)
+        except UnboundLocalError as e:  # Keras 3.15 on data that yields no batches
+            if "batch_outputs" not in str(e):
+                raise
+            raise ValueError("predict saw no batches: the data is empty.") from None
 
     # ------------------------------------------------------- representation
     def call_with_representation(self, x, training=False):
-        """`(outputs, shared representation)` from one forward pass."""
-        rep_model = self.__dict__.get("_rep_model")
+        """`(outputs, shared representation)` from one forward pass (raw or encoded inputs)."""
+        split = self.preprocessing
+        encoded = split is not None and split.accepts(x)
+        key = "_rep_model_encoded" if encoded else "_rep_model"
+        rep_model = self.__dict__.get(key)
         if rep_model is None:
-            rep = self.get_layer(self.representation).output
-            rep_model = keras.Model(self.input, [self.output, rep])
+            targets = [self.output, self.get_layer(self.representation).output]
+            rep_model = split.from_encoded(targets) if encoded else keras.Model(self.input, targets)
             # Not tracked: it shares this model's layers and must not be saved twice.
-            object.__setattr__(self, "_rep_model", rep_model)
-        outputs, rep = rep_model(x, training=training)
+            object.__setattr__(self, key, rep_model)
+        outputs, rep = rep_model(split.as_list(x) if encoded else x, training=training)
         return outputs, rep
 
     def _check_representation_mode(self):
@@ -329,6 +437,104 @@ class MultiTaskModel(keras.Model):
             unknown_labels=self.unknown_labels,
         )
         return config
+
+
+def _check_data(model: MultiTaskModel, data, where: str) -> None:
+    """Names the input whose shape or dtype the model cannot take, before Keras builds a graph.
+
+    Keras reports these from inside the graph ("Matrix size-incompatible",
+    "Invalid dtype: str32"), naming neither the input nor what it expects.
+    """
+    if data is None:
+        return
+    if isinstance(data, tf.data.Dataset) and int(data.cardinality()) == 0:
+        raise ValueError(f"{where}: the dataset is empty (0 batches).")
+    if isinstance(data, tf.data.Dataset):
+        data = data.element_spec
+    if isinstance(data, tuple) and data:
+        data = data[0]
+    inputs = model.input
+    if isinstance(inputs, Mapping):
+        if not isinstance(data, Mapping):
+            return
+        pairs = [(k, inputs[k], data.get(k)) for k in inputs]
+    elif isinstance(inputs, keras.KerasTensor):
+        pairs = [(inputs.name, inputs, data)]
+    else:
+        return
+    for name, tensor, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, np.ndarray):
+            if value.shape[0] == 0:
+                raise ValueError(f"{where}: input {name!r} has 0 rows; there is nothing to run on.")
+            if value.dtype.kind == "U":
+                raise ValueError(
+                    f"{where}: input {name!r} is a numpy array of dtype {value.dtype}, which Keras "
+                    f"does not take; the input expects {tensor.dtype}"
+                    + (" (pass strings as np.asarray(values, dtype=object))." if tensor.dtype == "string" else ".")
+                )
+            dtype, shape = tf.as_dtype(value.dtype) if value.dtype.kind != "O" else tf.string, value.shape
+        elif isinstance(value, (tf.Tensor, tf.TensorSpec)):
+            dtype, shape = value.dtype, value.shape
+        else:
+            continue
+        wants_string = tensor.dtype == "string"
+        if (dtype == tf.string) != wants_string:
+            raise ValueError(
+                f"{where}: input {name!r} expects {tensor.dtype} values of shape {tuple(tensor.shape)}, "
+                f"got {dtype.name}."
+            )
+        want = tf.TensorShape(tensor.shape)[1:]
+        got = tf.TensorShape(shape)[1:]
+        mismatch = (
+            want.rank == got.rank and not want.is_compatible_with(got)
+        ) or (
+            want.is_fully_defined() and got.is_fully_defined() and want.num_elements() != got.num_elements()
+        )
+        if mismatch:
+            raise ValueError(
+                f"{where}: input {name!r} expects shape {tuple(tensor.shape)} (batch first), got "
+                f"{tuple(tf.TensorShape(shape))}."
+            )
+
+
+def _features(data):
+    """The feature structure (tensors, arrays or specs) of what fit/evaluate/predict receive."""
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        return spec[0] if isinstance(spec, tuple) else spec
+    if isinstance(data, tuple):
+        return data[0]
+    if isinstance(data, (Mapping, np.ndarray, tf.Tensor)):
+        return data
+    return None  # generators, PyDatasets: unknown until read
+
+
+def _numeric(features) -> bool:
+    for leaf in tf.nest.flatten(features):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).kind in "OSU":
+            return False
+    return True
+
+
+def _check_labels(model: MultiTaskModel, y, where: str) -> None:
+    """Checks in-memory label arrays eagerly (class ids in range, 0/1 labels, no inf).
+
+    The step checks labels too, but its asserts vanish under XLA and
+    otherwise fail wrapped in a "Graph execution error"; numpy labels are
+    known up front, so they fail here with the task, value and row.
+    """
+    from keras_mtl.data.checks import check_labels
+
+    if isinstance(y, np.ndarray) and len(model.tasks) == 1:
+        y = {model.tasks[0].label: y}
+    if not isinstance(y, Mapping):
+        return
+    for task in model.tasks:
+        if isinstance(y.get(task.label), np.ndarray):
+            check_labels(task, y[task.label], where, require_some=False)
 
 
 def _renamed(metric, prefix: str):

@@ -1,7 +1,8 @@
 """`keras-mtl report LOGDIR`: one self-contained HTML page comparing the runs under LOGDIR.
 
 Reads the TensorBoard event files back (tensorboard's own reader) plus the
-JSON files runs leave beside them, draws PNG plots with matplotlib and
+JSON files runs leave beside them (affinity, expert utilisation, test
+metrics) and the architecture diagram, draws PNG plots with matplotlib and
 embeds them, so the page can be mailed or attached as it is.
 """
 
@@ -15,6 +16,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from keras_mtl import diagram
 
 
 def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -82,8 +85,9 @@ def _curves(run: Path, names: list[str], train: dict, val: dict) -> str | None:
 
     if not names:
         return None
+    # Gate statistics (`epoch_<task>_gate/expert_0`) have their own section.
     metrics = sorted(
-        {t[len(f"epoch_{n}_") :] for n in names for t in train if t.startswith(f"epoch_{n}_")}
+        {t[len(f"epoch_{n}_") :] for n in names for t in train if t.startswith(f"epoch_{n}_") and "/" not in t}
     )
     if not metrics:
         return None
@@ -119,24 +123,52 @@ def _series_plot(series: dict[str, list], title: str, ylabel: str) -> str | None
     return _png(fig)
 
 
-def _heatmap(matrix, names, title) -> str:
+def _heatmap(matrix, rows, title, columns=None, share=False) -> str:
+    """A labelled matrix: blue for negative, white 0, red for positive (scaled to its largest |value|),
+    or, for `share`s in [0, 1] (gate weights), white 0 to red 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    columns = rows if columns is None else columns
     m = np.asarray(matrix, dtype=float)
     scale = max(np.abs(m).max(), 1e-12)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(names), 1.0 + 0.8 * len(names)))
-    im = ax.imshow(m, cmap="RdBu_r", vmin=-scale, vmax=scale)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    for i in range(len(names)):
-        for j in range(len(names)):
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(columns), 1.0 + 0.8 * len(rows)))
+    im = ax.imshow(m, cmap="Reds" if share else "RdBu_r", vmin=0.0 if share else -scale, vmax=1.0 if share else scale)
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
             ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _png(fig)
+
+
+def _experts(run: Path, train: dict) -> list[tuple[str, str]]:
+    """MoE runs: gate entropy over epochs and the last epoch's gate × expert weights."""
+    images = []
+    entropy = {t[len("epoch_") : -len("/entropy")]: v for t, v in train.items() if t.endswith("/entropy")}
+    plot = _series_plot(entropy, "Gate entropy (nats; log(experts) is uniform, 0 one expert)", "entropy")
+    if plot:
+        images.append(("Gate entropy over epochs", plot))
+    experts_file = run / "mtl" / "experts.json"
+    if experts_file.is_file():
+        result = json.loads(experts_file.read_text())
+        for level in result["levels"]:
+            title = f"Expert utilisation, {level['name']} (epoch {result['epoch'] + 1}; rows sum to 1)"
+            images.append(
+                (title, _heatmap(level["weights"], level["gates"], "Mean gate weight", level["experts"], share=True))
+            )
+    return images
+
+
+def _diagram(run: Path) -> tuple[str, str] | None:
+    path = run / diagram.FILENAME
+    if not path.is_file():
+        return None
+    return ("Architecture (keras.utils.plot_model)", base64.b64encode(path.read_bytes()).decode())
 
 
 def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = None) -> str:
@@ -167,6 +199,7 @@ def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = 
         plot = _series_plot(cos, "Cosine between task gradients (below 0: conflict)", "cosine")
         if plot:
             images.append(("Gradient conflict", plot))
+        images += _experts(run, train)
         affinity_file = run / "mtl" / "affinity.json"
         groupings = None
         if affinity_file.is_file():
@@ -180,10 +213,15 @@ def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = 
             metrics = json.loads(metrics_file.read_text())
             rows.append((name, metrics))
             columns.update(metrics)
+        architecture = _diagram(run)
+        if architecture:
+            images.insert(0, architecture)
         body = "".join(
             f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'/>"
             for title, png in images
         ) or "<p>No event data found for this run.</p>"
+        if not architecture:
+            body = f"<p class='note'>{html.escape(diagram.MISSING)}</p>" + body
         if groupings:
             body += "<h3>Suggested task groupings</h3><ul>" + "".join(
                 f"<li>{k} group(s): {html.escape(str(v))}</li>" for k, v in groupings.items()

@@ -66,6 +66,8 @@ class Task:
     target_kind = "elementwise"
     default_loss: str = ""
     missing_class_id = -1
+    # (low, high) of a valid label, for tasks whose loss assumes one (0/1 targets).
+    label_range: tuple[float, float] | None = None
 
     def __init__(
         self,
@@ -124,16 +126,28 @@ class Task:
         else:
             present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
         y = tf.where(present, y, tf.zeros_like(y))
+        checks = []
         if self.target_kind == "sparse":
             # Out-of-range ids would otherwise fail deep inside the loss op
             # (or give NaN): name the task and the valid range here.
-            tf.debugging.assert_less(
+            checks.append(tf.debugging.assert_less(
                 y, tf.cast(self.units, y.dtype),
                 message=f"Task {self.name!r}: class id out of range; valid ids are 0..{self.units - 1} (-1 = missing)",
-            )
-            tf.debugging.assert_non_negative(
+            ))
+            checks.append(tf.debugging.assert_non_negative(
                 y, message=f"Task {self.name!r}: negative class id other than the missing marker -1"
-            )
+            ))
+        if self.label_range is not None:
+            # Missing labels are zero by now, so only real labels can fail.
+            lo, hi = self.label_range
+            message = f"Task {self.name!r}: labels must be in [{lo}, {hi}] (-1 or NaN = missing)"
+            checks.append(tf.debugging.assert_greater_equal(y, tf.cast(lo, y.dtype), message=message))
+            checks.append(tf.debugging.assert_less_equal(y, tf.cast(hi, y.dtype), message=message))
+        checks = [c for c in checks if c is not None]  # eager asserts have already run
+        if checks:
+            # The loss reads `y` only after the checks, so they fail first, with the task's name.
+            with tf.control_dependencies(checks):
+                y = tf.identity(y)
         weights = tf.cast(present, y_pred.dtype)
         if sample_weight is not None:
             sample_weight = tf.cast(sample_weight, y_pred.dtype)
@@ -144,9 +158,31 @@ class Task:
         return y, weights
 
     def _reshape_labels(self, y, y_pred):
+        per_example = y_pred.shape[1:] if self.target_kind == "elementwise" else y_pred.shape[1:-1]
+        given = y.shape[1:] if y.shape.rank else y.shape
+        # Checked while tracing, where shapes are known: a mismatch would
+        # otherwise surface as a bare Reshape error from inside the graph.
+        if (
+            y.shape.rank is not None and per_example.is_fully_defined()
+            and given.is_fully_defined() and given.num_elements() != per_example.num_elements()
+        ):
+            raise ValueError(
+                f"Task {self.name!r}: labels of shape {tuple(y.shape)} do not fit its output of "
+                f"shape {tuple(y_pred.shape)}: each example needs {self.label_shape_hint()}, got "
+                f"{given.num_elements()} value(s) per example."
+            )
         if self.target_kind == "elementwise":
             return tf.reshape(y, tf.shape(y_pred))
         return tf.reshape(y, tf.shape(y_pred)[:-1])
+
+    def label_shape_hint(self) -> str:
+        """What one example's label looks like, for error messages.
+
+        Example:
+        >>> Multiclass("topic", 4).label_shape_hint()
+        'one class id (0..3), not a one-hot row'
+        """
+        return f"{self.units} value(s)"
 
     def unit_losses(self, y, y_pred):
         """Loss per scored unit, shaped like the weights from `prepare`."""
@@ -212,9 +248,13 @@ class Binary(Task):
     default_loss = "binary_crossentropy"
     activation = "sigmoid"
     units = 1
+    label_range = (0, 1)
 
     def default_metrics(self):
         return [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+
+    def label_shape_hint(self):
+        return "one 0/1 value"
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -242,6 +282,9 @@ class Multiclass(Task):
     def units(self):
         return self.num_classes
 
+    def label_shape_hint(self):
+        return f"one class id (0..{self.num_classes - 1}), not a one-hot row"
+
     def default_metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
@@ -263,6 +306,7 @@ class Multilabel(Task):
 
     default_loss = "binary_crossentropy"
     activation = "sigmoid"
+    label_range = (0, 1)
 
     def __init__(self, name: str, num_labels: int, **kwargs):
         if int(num_labels) < 1:
@@ -273,6 +317,9 @@ class Multilabel(Task):
     @property
     def units(self):
         return self.num_labels
+
+    def label_shape_hint(self):
+        return f"{self.num_labels} 0/1 values (a multi-hot row)"
 
     def default_metrics(self):
         return [
@@ -345,6 +392,9 @@ class Tagging(Task):
     @property
     def units(self):
         return self.num_tags
+
+    def label_shape_hint(self):
+        return "one tag id per token (a row as long as the sequence)"
 
     def default_metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -14,7 +14,7 @@ import keras
 import yaml
 
 from keras_mtl import config as config_lib
-from keras_mtl import distribute
+from keras_mtl import diagram, distribute, saving
 from keras_mtl import data as data_lib
 from keras_mtl import export as export_lib
 from keras_mtl import models, trunks
@@ -56,6 +56,39 @@ def build_tasks(cfg: config_lib.Config, data: data_lib.MultiTaskData) -> list:
     return tasks
 
 
+def load_data(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tuple:
+    """`(MultiTaskData, tasks)`: the config's dataset, or the mixture of its `data.sources`.
+
+    Example:
+    >>> cfg = config_lib.from_dict(config_lib.Config, {"name": "t", "data": {"limit": 300, "batch_size": 64}})
+    >>> data, tasks = load_data(cfg, echo=lambda line: None)
+    >>> [t.name for t in tasks]
+    ['income', 'never_married']
+    """
+    d = cfg.data
+    if not d.sources:
+        echo(f"Loading {d.dataset} ...")
+        data = data_lib.DATASETS[d.dataset](
+            batch_size=d.batch_size, validation_fraction=d.validation_fraction, limit=d.limit, seed=cfg.train.seed
+        )
+        return data, build_tasks(cfg, data)
+    echo(f"Loading a mixture of {', '.join(f'{n} ({s.dataset})' for n, s in d.sources.items())} ...")
+    try:
+        data = data_lib.bundled_mixture(
+            {name: dataclasses.asdict(source) for name, source in d.sources.items()},
+            [t.build() for t in cfg.tasks] or None,
+            sampling=d.sampling.build(cfg.train.epochs),
+            batch_size=d.batch_size,
+            validation_fraction=d.validation_fraction,
+            limit=d.limit,
+            seed=cfg.train.seed,
+            examples_per_epoch=d.examples_per_epoch,
+        )
+    except ValueError as e:  # a label no source has, sources with different inputs, ...
+        raise config_lib.ConfigError(f"data.sources: {e}") from e
+    return data, data.tasks
+
+
 def default_trunk(data: data_lib.MultiTaskData, units, dropout: float = 0.0):
     """The trunk that fits a dataset's inputs: tabular for feature spaces, text for a
     vectorizer, a CNN for images, an MLP otherwise (width from `units`)."""
@@ -85,6 +118,8 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
     model.compile(
         optimizer=OPTIMIZERS[cfg.train.optimizer](learning_rate=cfg.train.learning_rate),
         weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
+        jit_compile=cfg.train.jit_compile,
+        steps_per_execution=cfg.train.steps_per_execution,
     )
     return model
 
@@ -138,28 +173,34 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         if d.exists() and any(d.iterdir()) and not resuming:
             raise FileExistsError(f"{d} already holds a run called {run_name!r}; choose another output.run.")
 
-    loader = data_lib.DATASETS[cfg.data.dataset]
-    echo(f"Loading {cfg.data.dataset} ...")
-    data = loader(
-        batch_size=cfg.data.batch_size,
-        validation_fraction=cfg.data.validation_fraction,
-        limit=cfg.data.limit,
-        seed=cfg.train.seed,
-    )
-    tasks = build_tasks(cfg, data)
+    data, tasks = load_data(cfg, echo)
     with strategy.scope():
         model = build_model(cfg, data, tasks)
+    if cfg.train.preprocess == "once" and not cfg.data.sources:
+        # The model's lookups/tokenisation run once here instead of in every step;
+        # the checkpoint and the export still take raw features.
+        data = data.encoded(model)
 
     log_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / "config.yaml").write_text(yaml.safe_dump(config_lib.to_dict(cfg), sort_keys=False))
+    # The architecture diagram goes beside the logs, where `keras-mtl report` looks.
+    if diagram.save_diagram(model, log_dir / diagram.FILENAME) is None:
+        echo(diagram.MISSING)
     checkpoint = ckpt_dir / "best.keras"
-    probe = next(iter(data.validation))
+    # A mixture's validation set is its sources one after another, so its first
+    # batch labels one source's tasks only: probe a (mixed) training batch instead.
+    probe = next(iter(data.train if cfg.data.sources else data.validation))
     callbacks = monitoring(
-        str(log_dir), probe, conflict_every=cfg.monitor.conflict_every, affinity_every=cfg.monitor.affinity_every
+        str(log_dir),
+        probe,
+        model=model,
+        conflict_every=cfg.monitor.conflict_every,
+        affinity_every=cfg.monitor.affinity_every,
     ) + [
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),
+        # keras_mtl's versions write atomically: a crash mid-save leaves the last good file.
+        saving.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
+        saving.BackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),
     ]
     echo(
         f"{'Resuming' if resuming else 'Training'} {model.name} on tasks {[t.name for t in tasks]} "
@@ -170,12 +211,14 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         data.train,
         validation_data=data.validation,
         epochs=cfg.train.epochs,
+        # An annealed mixture spans all epochs, each with its own distribution.
+        steps_per_epoch=len(data.train) // cfg.train.epochs if cfg.data.sampling.name == "annealed" else None,
         callbacks=callbacks,
         verbose=cfg.train.verbose,
         shuffle=False,  # the dataset shuffles itself, every epoch
     )
     with strategy.scope():
-        best = keras.saving.load_model(str(checkpoint))
+        best = saving.load_model(checkpoint)
     test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)
     (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
     log_hparams(str(log_dir), flatten(config_lib.to_dict(cfg)), test_metrics, run_name)

@@ -1,5 +1,6 @@
 """`keras-mtl train` end to end on a small real slice, and its errors."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -83,3 +84,45 @@ def test_metric_table_formatting():
 
     table = metric_table({"a_loss": 0.5, "a_auc": 0.9, "b_loss": 0.25, "loss": 0.75}, ["a", "b"])
     assert table.splitlines() == ["task  auc     loss", "a     0.9000  0.5000", "b     -       0.2500"]
+
+
+@pytest.mark.slow
+def test_train_mixture_of_two_datasets(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([
+        "train", str(ROOT / "examples" / "tweets_news_mixture.yaml"),
+        "--set", "data.limit=400", "--set", "data.batch_size=64", "--set", "train.epochs=1",
+        "--set", "output.run=r1", "--set", "train.verbose=0",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    assert "Loading a mixture of tweets (trump_tweets), news (newsgroups)" in out
+    metrics = json.loads((tmp_path / "logs" / "tweets_news" / "r1" / "test_metrics.json").read_text())
+    assert {"device_accuracy", "coarse_accuracy"} <= set(metrics)
+    assert not any(k.startswith(("fine", "log_")) for k in metrics)  # only the tasks the sources give
+    assert "verified" in out and export.versions(tmp_path / "saved_models" / "tweets_news") == [1]
+
+
+def test_mixture_source_without_the_label(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([
+        "train", str(ROOT / "examples" / "tweets_news_mixture.yaml"),
+        "--set", "data.limit=100", "--set", "data.sources.news.tasks=[topic]",
+    ])
+    assert code == 2
+    assert "Source 'news' (newsgroups) has no label(s) ['topic']; its labels are ['fine', 'coarse']" in capsys.readouterr().err
+
+
+def test_annealed_mixture_spans_the_epochs():
+    from keras_mtl import config, training
+
+    cfg = config.load(ROOT / "examples" / "tweets_news_mixture.yaml", [
+        "data.limit=200", "data.batch_size=50", "train.epochs=3", "data.sampling={name: annealed}",
+    ])
+    data, tasks = training.load_data(cfg, echo=lambda line: None)
+    assert [t.name for t in tasks] == ["device", "coarse"]
+    # One pass holds all 3 epochs (each with its own distribution): 144 train tweets
+    # (200 less 20% test, less 10% validation) + 180 train posts = 324 -> 7 batches of 50.
+    assert len(data.train) == 3 * 7
+    _, y = next(iter(data.train))
+    assert sorted(y) == ["coarse", "device"] and bool(((y["device"] == -1) != (y["coarse"] == -1)).numpy().all())

@@ -139,3 +139,47 @@ def test_architecture_hyperparameters_reach_the_factory():
         "examples/census.yaml", ["model.architecture=ple", "model.num_levels=3", "model.expert_units=[8]"]
     )
     assert cfg.model.hyperparameters() == {"num_levels": 3, "expert_units": [8]}
+
+
+MIXTURE = "examples/tweets_news_mixture.yaml"
+
+
+def test_mixture_example_loads():
+    cfg = config.load(MIXTURE)
+    assert cfg.data.dataset is None and sorted(cfg.data.sources) == ["news", "tweets"]
+    assert cfg.data.sources["tweets"] == config.SourceConfig("trump_tweets", ["device"])
+    assert repr(cfg.data.sampling.build(cfg.train.epochs)) == "Temperature(temperature=2.0)"
+    assert config.from_dict(config.Config, {"name": "x"}).data.dataset == "census_income"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.sources.tweets.datset=x"], "Unknown config key 'data.sources.tweets.datset'; did you mean 'data.sources.tweets.dataset'?"),
+    (["data.sampling.temprature=3"], "did you mean 'data.sampling.temperature'?"),
+    (["data.sources.news.dataset=imdb"], "data.sources.news.dataset must be one of"),
+    (["data.sources.news.tasks=coarse"], "data.sources.news.tasks must be a list"),
+    (["data.sources.news.tasks=[]"], "data.sources.news.tasks must be a non-empty list"),
+    (["data.sources.news.limit=0"], "data.sources.news.limit must be >= 1"),
+    (["data.sources=[1]"], "data.sources must be a mapping"),
+    (["data.sources.news=3"], "data.sources.news must be a mapping"),
+    (["data.sampling.name=uniform"], "data.sampling.temperature does not apply to sampling 'uniform', which takes no options"),
+    (["data.sampling.temperature=-1"], "data.sampling: temperature must be a finite number > 0"),
+    (["data.sampling.temperature=hot"], "data.sampling.temperature must be a number, got str 'hot'"),
+    (["data.sampling={name: weights}"], "data.sampling.weights is required for sampling 'weights'"),
+    (["data.sampling={name: weights, weights: {tweets: 1}}"], "data.sampling.weights must name exactly the sources ['news', 'tweets']"),
+    (["data.sampling={name: weights, weights: {tweets: 1, news: x}}"], "data.sampling.weights.news must be a number"),
+    (["data.sampling={name: annealed, final_alpha: 2}"], "data.sampling: Annealed: final_alpha must be in [0, 1]"),
+    (["data.dataset=census_income"], "data.dataset and data.sources exclude each other"),
+    (["data.examples_per_epoch=0"], "data.examples_per_epoch must be >= 1"),
+    (["data.sources={}"], "data.sampling applies to a mixture: set data.sources too"),
+])
+def test_mixture_keys_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        config.load(MIXTURE, overrides)
+    assert message in str(e.value)
+
+
+def test_sampling_builds_every_strategy():
+    build = lambda **kw: repr(config.SamplingConfig(**kw).build(epochs=4))
+    assert build() == "Proportional()" and build(name="uniform") == "Uniform()"
+    assert build(name="annealed") == "Annealed(epochs=4, final_alpha=0.2)"  # spans train.epochs
+    assert build(name="weights", weights={"a": 3.0, "b": 1.0}) == "Weights(weights={'a': 3.0, 'b': 1.0})"

@@ -1,6 +1,9 @@
-"""Monitoring: gradient conflict, task affinity and per-task scalars, read back from the event files."""
+"""Monitoring: gradient conflict, task affinity, per-task scalars, expert utilisation and the
+report, read back from the event files."""
 
+import html
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -133,6 +136,133 @@ def test_non_finite_loss_names_the_task_and_step(rng):
     t = x[:, 0].copy()
     t[40] = np.inf  # a corrupt label (not the NaN missing marker) in the third batch
     model = same_head_model(["good", "broken"])
+    # Through tf.data: numpy labels would be refused before training (tests/test_bad_inputs.py).
+    batches = tf.data.Dataset.from_tensor_slices((x, {"good": x[:, 1], "broken": t})).batch(16)
     with pytest.raises(FloatingPointError, match=r"epoch 1, step 3: non-finite loss for task\(s\) \['broken'\]"):
-        model.fit(x, {"good": x[:, 1], "broken": t}, batch_size=16, epochs=1, verbose=0, shuffle=False,
-                  callbacks=[callbacks.StopOnNonFiniteLoss()])
+        model.fit(batches, epochs=1, verbose=0, callbacks=[callbacks.StopOnNonFiniteLoss()])
+
+
+def moe_run(tmp_path, rng, factory, **kwargs):
+    """Trains a small MoE model for two epochs with the default monitoring; returns the model."""
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = {"a": (x[:, 0] > 0).astype("float32"), "b": x[:, 1]}
+    model = factory(keras.Input((3,), name="x"), [mtl.tasks.Binary("a"), mtl.tasks.Regression("b")],
+                    expert_units=[4], **kwargs)
+    model.compile(optimizer="adam")
+    cbs = callbacks.monitoring(str(tmp_path), model=model)
+    assert any(isinstance(c, callbacks.ExpertUtilisation) for c in cbs)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=cbs)
+    return model
+
+
+def decoded_weights(event):
+    """Gate weights read back from the heatmap's pixels: white is 0, red is 1 (green = 255 (1 - w))."""
+    png = tf.make_ndarray(event.tensor_proto)[2]  # width, height, then the encoded images
+    pixels = tf.io.decode_png(png).numpy()[::24, ::24]  # one pixel per 24x24 cell
+    return 1.0 - pixels[..., 1] / 255.0
+
+
+@pytest.mark.parametrize("factory, kwargs, tag, shape", [
+    (mtl.models.mmoe, {"num_experts": 3}, "experts/utilisation", (2, 3)),
+    # CGC: 2 shared experts and one per task; each task gate sees 3 of the 4.
+    (mtl.models.cgc, {"num_experts": 2, "num_task_experts": 1}, "experts/utilisation", (2, 4)),
+    # PLE level 0 also has the shared gate, over all 4 experts.
+    (mtl.models.ple, {"num_experts": 2, "num_task_experts": 1}, "experts/utilisation_0", (3, 4)),
+])
+def test_expert_utilisation_heatmap_in_tensorboard(tmp_path, rng, factory, kwargs, tag, shape):
+    moe_run(tmp_path, rng, factory, **kwargs)
+    acc = EventAccumulator(str(tmp_path / "mtl"), size_guidance={"tensors": 0})
+    acc.Reload()
+    events = acc.Tensors(tag)
+    assert [e.step for e in events] == [0, 1]
+    weights = decoded_weights(events[-1])
+    assert weights.shape == shape
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=0.02 * shape[1])  # 8-bit colour steps
+    assert (weights > 0.05).sum() >= shape[0] * 2  # no gate puts everything on one expert yet
+
+    result = json.loads((tmp_path / "mtl" / "experts.json").read_text())
+    level = result["levels"][0]
+    assert result["epoch"] == 1 and np.asarray(level["weights"]).shape == shape
+    np.testing.assert_allclose(np.sum(level["weights"], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(level["weights"], weights, atol=0.01)  # the image shows the JSON
+    if factory is mtl.models.cgc:
+        assert level["experts"] == ["shared_experts/0", "shared_experts/1", "a_experts/0", "b_experts/0"]
+        assert level["weights"][0][3] == 0.0 and level["weights"][1][2] == 0.0  # a gate never sees b's expert
+
+
+def test_no_expert_utilisation_without_gates(tmp_path):
+    plain = same_head_model(["a", "b"])
+    assert not any(isinstance(c, callbacks.ExpertUtilisation)
+                   for c in callbacks.monitoring(str(tmp_path), model=plain))
+    # Given no model it is included, and stays silent on a model without gates.
+    cb = callbacks.ExpertUtilisation(str(tmp_path))
+    plain.fit(np.ones((8, 3)), {"a": np.ones(8), "b": np.ones(8)}, epochs=1, verbose=0, callbacks=[cb])
+    assert not (tmp_path / "mtl").exists()
+
+
+def test_report_shows_expert_utilisation_and_gate_entropy(tmp_path, rng):
+    from keras_mtl.report import render_report
+
+    run = tmp_path / "logs" / "moe" / "r1"
+    moe_run(run, rng, mtl.models.mmoe, num_experts=3)
+    page = Path(render_report(tmp_path / "logs")).read_text()
+    assert "Expert utilisation, shared_experts (epoch 2; rows sum to 1)" in page
+    assert "Gate entropy over epochs" in page
+    assert "a gate/expert_0" not in page  # gate statistics are not drawn as task curves
+
+
+@pytest.mark.parametrize("drawable", [True, False])
+def test_architecture_diagram_in_report_or_a_note(tmp_path, rng, monkeypatch, drawable):
+    from keras_mtl import diagram
+    from keras_mtl.report import render_report
+
+    drawn = []
+
+    def fake_plot_model(model, to_file, **kwargs):  # Graphviz is not needed to test the wiring
+        drawn.append(model.name)
+        png = tf.io.encode_png(np.full((4, 4, 3), 200, np.uint8)).numpy()
+        Path(to_file).write_bytes(png)
+
+    monkeypatch.setattr(diagram, "available", lambda: drawable)
+    monkeypatch.setattr(keras.utils, "plot_model", fake_plot_model)
+    run = tmp_path / "logs" / "demo" / "r1"
+    run.mkdir(parents=True)
+    model = same_head_model(["up", "down"])
+    result = diagram.save_diagram(model, run / diagram.FILENAME)
+    assert (result is not None) == drawable == (run / "model.png").is_file()
+    assert drawn == ([model.name] if drawable else [])
+    x, t = data(rng, 32)
+    model.fit(x, {"up": t, "down": -t}, epochs=1, verbose=0, callbacks=callbacks.monitoring(str(run)))
+    page = Path(render_report(tmp_path / "logs")).read_text()
+    assert ("Architecture (keras.utils.plot_model)" in page) == drawable
+    assert (html.escape(diagram.MISSING) in page) != drawable
+
+
+def test_real_diagram_check_never_fails_the_run(tmp_path):
+    from keras_mtl import diagram
+
+    path = diagram.save_diagram(same_head_model(["a", "b"]), tmp_path / "model.png")
+    assert (path is not None) == diagram.available()
+    if path:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("write_graph, full_calls", [(False, 0), (True, 1)])
+def test_tensorboard_skips_per_step_work_it_would_not_write(tmp_path, rng, monkeypatch, write_graph, full_calls):
+    calls = []
+    original = keras.callbacks.TensorBoard.on_train_batch_end
+    monkeypatch.setattr(keras.callbacks.TensorBoard, "on_train_batch_end",
+                        lambda self, batch, logs=None: calls.append(batch) or original(self, batch, logs))
+    x, t = data(rng, 64)
+    model = same_head_model(["up", "down"])
+    tb = callbacks.TensorBoard(str(tmp_path), write_graph=write_graph)
+    model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=2, verbose=0, callbacks=[tb])
+    assert len(calls) == full_calls  # only the first step, to write the graph
+    acc = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert len(acc.Tensors("epoch_up_loss")) == 2  # epoch logging is Keras' own
+    # Per-step logging still goes through Keras' code.
+    calls.clear()
+    per_step = callbacks.TensorBoard(str(tmp_path / "steps"), update_freq=1, write_graph=False)
+    model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=1, verbose=0, callbacks=[per_step])
+    assert len(calls) == 4

@@ -148,10 +148,18 @@ def test_class_id_out_of_range_names_the_task():
     import keras_mtl as mtl
 
     model = mtl.models.shared_bottom(keras.Input((3,)), [tasks.Multiclass("topic", num_classes=3)])
-    model.compile(optimizer="sgd")
+    # XLA drops Assert ops: the in-graph backstop needs the step un-compiled.
+    model.compile(optimizer="sgd", jit_compile=False)
     x = np.ones((8, 3), "float32")
+
+    def batches(y):  # a tf.data pipeline: labels only the step itself can see
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"topic\W*: class id out of range; valid ids are 0\.\.2"):
-        model.fit(x, np.array([0, 1, 2, 7, 0, 1, 2, 1]), verbose=0)
+        model.fit(batches(np.array([0, 1, 2, 7, 0, 1, 2, 1])), verbose=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"topic\W*: negative class id"):
-        model.fit(x, np.array([0, 1, 2, -3, 0, 1, 2, 1]), verbose=0)
-    model.fit(x, np.array([0, 1, 2, -1, 0, 1, 2, 1]), verbose=0)  # -1 is the missing marker
+        model.fit(batches(np.array([0, 1, 2, -3, 0, 1, 2, 1])), verbose=0)
+    model.fit(batches(np.array([0, 1, 2, -1, 0, 1, 2, 1])), verbose=0)  # -1 is the missing marker
+    # In-memory labels are checked before any graph: a plain ValueError naming the row.
+    with pytest.raises(ValueError, match=r"Task 'topic' \(label 'topic'\) in the labels passed to fit: class id 7 at row 3"):
+        model.fit(x, np.array([0, 1, 2, 7, 0, 1, 2, 1]), verbose=0)

@@ -89,6 +89,26 @@ def test_cagrad_stays_in_the_ball_and_improves_the_worst_task():
     assert (RANDOM @ d).min() >= (RANDOM @ g0).min() - 1e-5
 
 
+@pytest.mark.parametrize("case", ["random", "opposed", "aligned", "one_dominant"])
+def test_cagrad_two_task_closed_form_matches_a_fine_grid(case):
+    g = {
+        "random": RANDOM[:2],
+        "opposed": np.stack([RANDOM[0], -0.5 * RANDOM[0] + 0.1 * RANDOM[1]]),
+        "aligned": np.stack([RANDOM[0], 2.0 * RANDOM[0]]),
+        "one_dominant": np.stack([RANDOM[0] * 50.0, RANDOM[1]]),
+    }[case].astype("float64")
+    c = 0.4
+    w = method(weighting.CAGrad, c=c).aggregate(gram(g), tf.ones(2), True).numpy()
+    # The dual problem by brute force over w = (a, 1 - a): the paper's definition.
+    g0, sqrt_phi = g.mean(0), c * np.linalg.norm(g.mean(0))
+    a = np.linspace(0.0, 1.0, 100001)
+    gw = a[:, None] * g[0] + (1 - a[:, None]) * g[1]
+    best = a[np.argmin(gw @ g0 + sqrt_phi * np.linalg.norm(gw, axis=1))]
+    gw_best = best * g[0] + (1 - best) * g[1]
+    d_ref = (g0 + sqrt_phi / np.linalg.norm(gw_best) * gw_best) / (1 + c**2)
+    np.testing.assert_allclose(w @ g, d_ref, rtol=1e-3, atol=1e-4 * np.linalg.norm(g0))
+
+
 def test_imtl_equal_projections_on_unit_gradients():
     w = method(weighting.IMTL, tasks="abc").aggregate(gram(RANDOM), tf.ones(3), True).numpy()
     g = combined(w, RANDOM)

@@ -7,13 +7,14 @@ labels each source lacks; `from_pandas`/`from_tfds` make such sources.
 """
 
 from keras_mtl.data import sampling
+from keras_mtl.data.bundled_mixture import bundled_mixture
 from keras_mtl.data.census import census_income
 from keras_mtl.data.dataset import MultiTaskData
 from keras_mtl.data.fashion import fashion_mnist
 from keras_mtl.data.mixing import concatenate, mixture
 from keras_mtl.data.news20 import newsgroups
 from keras_mtl.data.pandas_source import from_pandas
-from keras_mtl.data.pipeline import from_columns, pipeline_options
+from keras_mtl.data.pipeline import SetEpoch, from_columns, pipeline_options, shuffle_epoch
 from keras_mtl.data.sampling import Annealed, Proportional, Temperature, Uniform, Weights
 from keras_mtl.data.text import text_vectorizer
 from keras_mtl.data.tfds_source import from_tfds, store_as_tfds
@@ -33,9 +34,11 @@ __all__ = [
     "DATASETS",
     "MultiTaskData",
     "Proportional",
+    "SetEpoch",
     "Temperature",
     "Uniform",
     "Weights",
+    "bundled_mixture",
     "census_income",
     "concatenate",
     "fashion_mnist",
@@ -46,6 +49,7 @@ __all__ = [
     "newsgroups",
     "pipeline_options",
     "sampling",
+    "shuffle_epoch",
     "store_as_tfds",
     "text_vectorizer",
     "trump_tweets",

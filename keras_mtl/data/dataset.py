@@ -24,6 +24,7 @@ class MultiTaskData:
         vectorizer: for text data, the `keras.layers.TextVectorization`
             adapted on the train split (`keras_mtl.trunks.text(data.vectorizer)`
             puts it inside the model, so the model takes raw strings).
+        batch_size, seed: how the datasets were batched and shuffled.
     """
 
     name: str
@@ -35,6 +36,8 @@ class MultiTaskData:
     feature_space: Any = None
     columns: dict = dataclasses.field(default_factory=dict, repr=False)
     vectorizer: Any = None
+    batch_size: int | None = None
+    seed: int = 0
 
     @classmethod
     def from_splits(
@@ -43,14 +46,21 @@ class MultiTaskData:
         """Builds the batched train/validation/test datasets from `{split: (features, labels)}` columns.
 
         Only "train" is shuffled (every epoch); `extra` sets the optional fields.
+        Every split is checked against `tasks` first (see
+        `keras_mtl.data.checks`): labels of the right shape, class ids in
+        range, no NaN/inf other than the missing marker, no NaN/inf in float
+        features, and some labels for every task in "train".
 
         Example:
         >>> cols = {s: ({"x": np.arange(4.0)}, {"y": np.arange(4.0)}) for s in ("train", "validation", "test")}
         >>> len(MultiTaskData.from_splits("d", None, [], cols, batch_size=2, seed=0).train)
         2
         """
+        from keras_mtl.data.checks import check_columns
         from keras_mtl.data.splits import batched_splits
 
+        for split, (features, labels) in columns.items():
+            check_columns(features, labels, tasks, f"split {split!r}", require_labels=split == "train")
         datasets = batched_splits(columns, batch_size, seed)
         return cls(
             name=name,
@@ -60,8 +70,48 @@ class MultiTaskData:
             validation=datasets["validation"],
             test=datasets["test"],
             columns=columns,
+            batch_size=batch_size,
+            seed=seed,
             **extra,
         )
+
+    def encoded(self, model) -> "MultiTaskData":
+        """A copy whose train/validation/test datasets carry `model`'s encoded features.
+
+        The model's preprocessing (`model.preprocessing`: lookups,
+        normalisation, tokenisation) runs once over each split's columns
+        instead of on every batch of every epoch, and the training step left
+        is numeric, so it can be XLA-compiled. The model accepts these
+        encoded batches as well as raw ones and learns the same weights;
+        batches and shuffling are the same as in the raw datasets. Columns
+        and `sample()` stay raw, for export and serving checks. A model
+        with no string preprocessing gets `self` back.
+
+        Example:
+        >>> import keras, keras_mtl as mtl
+        >>> data = mtl.data.census_income(limit=300, batch_size=64)
+        >>> model = mtl.models.shared_bottom(data.inputs, data.tasks, trunk=mtl.trunks.tabular(data.feature_space, [8]))
+        >>> fast = data.encoded(model)
+        >>> sorted(fast.train.element_spec[0]) == sorted(model.preprocessing.names)
+        True
+        """
+        from keras_mtl.data.splits import batched_splits
+        from keras_mtl.encoding import encode_columns
+
+        split = model.preprocessing
+        if split is None:
+            return self
+        if self.batch_size is None:
+            raise ValueError(
+                f"Dataset {self.name!r} was not built by MultiTaskData.from_splits; "
+                "encoded() needs its batch size."
+            )
+        columns = {
+            name: (encode_columns(split.encoder, features), labels)
+            for name, (features, labels) in self.columns.items()
+        }
+        datasets = batched_splits(columns, self.batch_size, self.seed)
+        return dataclasses.replace(self, **datasets)
 
     def sample(self, n: int = 8, split: str = "test") -> dict[str, np.ndarray]:
         """The first `n` rows of a split's raw features, shaped as a serving client sends them.

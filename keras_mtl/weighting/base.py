@@ -16,6 +16,8 @@ the plumbing in `keras_mtl.weighting.step` all-reduces first.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import tensorflow as tf
 
@@ -141,12 +143,29 @@ def pairwise_surgery(gram: tf.Tensor, num_tasks: int, seed: tf.Tensor, update) -
     coefficients = []
     for i in range(num_tasks):
         c = tf.one_hot(i, num_tasks, dtype=gram.dtype)
-        order = tf.random.experimental.stateless_shuffle(tf.range(num_tasks), seed=seed + i)
+        order = _random_order(num_tasks, seed + i)
         for k in range(num_tasks):
             j = order[k]
             c = tf.where(tf.equal(j, i), c, update(i, j, c, tf.one_hot(j, num_tasks, dtype=gram.dtype)))
         coefficients.append(c)
     return tf.add_n(coefficients)
+
+
+def _random_order(num_tasks: int, seed: tf.Tensor) -> tf.Tensor:
+    """A uniformly random permutation of range(num_tasks), drawn statelessly from `seed`.
+
+    `stateless_shuffle` has no XLA kernel, and a sort of random keys inside an
+    XLA-compiled step crashed TensorFlow 2.21's CPU runtime when a second
+    compiled model ran in the same process; a row of the (small) table of
+    all permutations needs neither.
+    """
+    if num_tasks <= 2:
+        return tf.range(num_tasks)  # at most one other task: nothing to order
+    if num_tasks <= 6:
+        table = tf.constant(list(itertools.permutations(range(num_tasks))), tf.int32)
+        row = tf.random.stateless_uniform([], seed=seed, maxval=len(table), dtype=tf.int32)
+        return table[row]
+    return tf.argsort(tf.random.stateless_uniform([num_tasks], seed=seed))
 
 
 def state_weight(layer: keras.layers.Layer, name: str, shape, initializer="zeros", dtype="float32"):

@@ -40,18 +40,53 @@ class CAGrad(GradientWeighting):
         sqrt_phi = self.c * tf.sqrt(tf.maximum(g0_sq, 0.0))
         scale = tf.maximum(tf.linalg.trace(gram), 1e-20)  # step size invariant to gradient scale
 
-        def objective_grad(w):
-            kw = tf.linalg.matvec(gram, w)
-            norm = tf.sqrt(tf.maximum(tf.tensordot(w, kw, 1), 1e-20))
-            return tf.linalg.matvec(gram, mean) + sqrt_phi * kw / norm
+        if t == 2:
+            w = _two_task_solution(gram, sqrt_phi)
+        else:
 
-        def body(i, w):
-            return i + 1, project_to_simplex(w - 0.5 * objective_grad(w) / scale * tf.cast(t, tf.float32))
+            def objective_grad(w):
+                kw = tf.linalg.matvec(gram, w)
+                norm = tf.sqrt(tf.maximum(tf.tensordot(w, kw, 1), 1e-20))
+                return tf.linalg.matvec(gram, mean) + sqrt_phi * kw / norm
 
-        _, w = tf.while_loop(lambda i, w: i < self.iterations, body, [tf.constant(0), mean])
+            def body(i, w):
+                step = 0.5 * objective_grad(w) / scale * tf.cast(t, tf.float32)
+                return i + 1, project_to_simplex(w - step)
+
+            _, w = tf.while_loop(lambda i, w: i < self.iterations, body, [tf.constant(0), mean])
         gw_norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(gram, w), 1), 1e-20))
         weights = (mean + sqrt_phi / gw_norm * w) / (1.0 + self.c**2)
         return tf.cast(weights, tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "c": self.c, "iterations": self.iterations}
+
+
+def _two_task_solution(gram: tf.Tensor, sqrt_phi: tf.Tensor) -> tf.Tensor:
+    """The exact minimiser over w = (a, 1 - a), a in [0, 1], of g_w . g0 + sqrt_phi ||g_w||.
+
+    With g_w = u + a v (u = g2, v = g1 - g2) the objective is
+    b0 + b1 a + s sqrt(A a^2 + 2 B a + C), convex in a. Its derivative is zero
+    where (A a + B) / sqrt(A a^2 + 2 B a + C) = -b1 / s =: r, which has the
+    closed-form root a = -B/A + sign(r) sqrt(r^2 (AC - B^2) / (A^2 (A - r^2)))
+    when r^2 < A; otherwise the derivative keeps one sign and the optimum is
+    an end point. One solve instead of an iterative loop: CAGrad's cost for
+    two tasks is then that of the Gram matrix.
+    """
+    g11, g12, g22 = gram[0, 0], gram[0, 1], gram[1, 1]
+    a_ = tf.maximum(g11 - 2.0 * g12 + g22, 0.0)  # ||g1 - g2||^2
+    b_ = g12 - g22
+    c_ = g22
+    b1 = 0.5 * (g11 - g22)  # (g1 - g2) . g0
+    tiny = 1e-12 * tf.maximum(g11 + g22, 1e-30)
+    s = tf.maximum(sqrt_phi, 1e-30)
+    r = -b1 / s
+    det = tf.maximum(a_ * c_ - b_ * b_, 0.0)
+    safe_a = tf.maximum(a_, tiny)
+    gap = tf.maximum(safe_a - r * r, tiny)
+    interior = -b_ / safe_a + tf.sign(r) * tf.sqrt(r * r * det / (safe_a * safe_a * gap))
+    end_point = tf.where(b1 > 0.0, 0.0, 1.0)  # f' > 0 everywhere: a = 0; f' < 0: a = 1
+    a = tf.where(r * r < a_, interior, end_point)
+    # g1 == g2: every a gives the same direction; stay at the mean.
+    a = tf.where(a_ <= tiny, 0.5, tf.clip_by_value(a, 0.0, 1.0))
+    return tf.stack([a, 1.0 - a])
