@@ -290,3 +290,14 @@ def test_weighting_state_is_saved_with_the_model(tmp_path, rng):
     pcgrad.save(tmp_path / "p.keras")
     again = keras.saving.load_model(tmp_path / "p.keras").weighting
     assert (type(again), again.c, again.mode) == (weighting.CAGrad, 0.2, "representation")
+
+
+def test_random_task_order_is_a_uniform_permutation_in_a_graph():
+    from keras_mtl.weighting.base import _random_order
+
+    draw = tf.function(lambda s: _random_order(3, tf.stack([s, tf.constant(7, tf.int64)])))
+    orders = [tuple(draw(tf.constant(s, tf.int64)).numpy()) for s in range(600)]
+    counts = {o: orders.count(o) for o in set(orders)}
+    assert set(counts) == {(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)}
+    assert min(counts.values()) > 60  # expected 100 each
+    np.testing.assert_array_equal(_random_order(2, tf.constant([0, 0], tf.int64)), [0, 1])

@@ -162,9 +162,9 @@ def _random_order(num_tasks: int, seed: tf.Tensor) -> tf.Tensor:
     if num_tasks <= 2:
         return tf.range(num_tasks)  # at most one other task: nothing to order
     if num_tasks <= 6:
-        table = tf.constant(list(itertools.permutations(range(num_tasks))), tf.int32)
-        row = tf.random.stateless_uniform([], seed=seed, maxval=len(table), dtype=tf.int32)
-        return table[row]
+        permutations = list(itertools.permutations(range(num_tasks)))
+        row = tf.random.stateless_uniform([], seed=seed, maxval=len(permutations), dtype=tf.int32)
+        return tf.gather(tf.constant(permutations, tf.int32), row)
     return tf.argsort(tf.random.stateless_uniform([num_tasks], seed=seed))
 
 
