@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -47,18 +46,10 @@ def ms_per_step(strategy, args) -> float:
     return (time.perf_counter() - start) * 1000 / steps
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def workers(count: int, args) -> float:
     """ms/step of `count` worker processes training together (the chief's figure)."""
+    from keras_mtl.distribute import free_ports
+
     ports = free_ports(count)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []

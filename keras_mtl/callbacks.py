@@ -120,7 +120,7 @@ class TaskScalars(_MTLWriter):
 
 
 class _Probe(_MTLWriter):
-    """Calls `check(step)` once every `every_n_steps` training steps, off the training step.
+    """Calls the subclass's `check(step)` once every `every_n_steps` training steps, off the training step.
 
     Steps are counted in `on_train_batch_begin`, and a due check runs before
     the next step starts (or at the end of the epoch): a callback that
@@ -149,9 +149,6 @@ class _Probe(_MTLWriter):
         if self._step and self._step % self.every_n_steps == 0 and self._checked != self._step:
             self._checked = self._step
             self.check(self._step)
-
-    def check(self, step: int):
-        raise NotImplementedError
 
 
 class GradientConflict(_Probe):

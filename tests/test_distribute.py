@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,6 @@ import tensorflow as tf
 from keras_mtl import distribute
 
 JOB = Path(__file__).with_name("multi_worker_job.py")
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.mark.parametrize(
@@ -90,7 +79,7 @@ def run_job(out, *args, env=None, timeout=240):
 @pytest.mark.parametrize("weighting", ["fixed", "pcgrad"])
 def test_two_worker_processes_equal_one_process(tmp_path, weighting):
     env = {"WEIGHTING": weighting}
-    ports = ",".join(map(str, free_ports(2)))
+    ports = ",".join(map(str, distribute.free_ports(2)))
     procs = [run_job(tmp_path / f"w{i}.npz", i, ports, env=env) for i in range(2)]
     reference = run_job(tmp_path / "ref.npz", env=env)
     try:
@@ -124,7 +113,7 @@ def test_keras_mtl_train_on_two_workers(tmp_path):
         "--set", "output.run=r1", "--set", "train.verbose=0",
         "--set", "monitor.conflict_every=0", "--set", "monitor.affinity_every=0",
     ]
-    ports = free_ports(2)
+    ports = distribute.free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for i, cwd in enumerate([tmp_path / "chief", tmp_path / "worker1"]):
