@@ -7,16 +7,19 @@ default frequencies (what `keras-mtl train` uses); "off" is no callbacks.
 Each timed fit includes everything the callbacks cost: tracing their probe
 functions, writing the event files, the probes themselves.
 
-    .venv/bin/python benchmarks/bench_monitoring.py [--epochs 5] [--repeats 3] [--breakdown]
+    .venv/bin/python benchmarks/bench_monitoring.py [--epochs 5] [--repeats 3] [--breakdown] [--profile]
 
 `--breakdown` also times monitoring with parts left out, to show where the
-overhead comes from (`--variants off on no-weight-check` picks some). Prints
-Markdown; target: ratio on/off <= 1.05.
+overhead comes from (`--variants on no-weight-check` picks some; "off" is
+always timed too). `--profile` adds the time spent inside each callback
+during one more fit, which other load on the machine distorts less than the
+ratios. Prints Markdown; target: ratio on/off <= 1.05.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import tempfile
@@ -54,7 +57,24 @@ def build(data):
     return model
 
 
-def timed_fit(data, probe, variant, epochs: int, seed: int) -> float:
+HOOKS = ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+         "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end")
+
+
+def time_hooks(callbacks, spent: dict) -> None:
+    """Adds the wall time spent inside each callback's hooks to `spent[class name]`."""
+    for cb in callbacks:
+        for name in HOOKS:
+            def timed(*args, _hook=getattr(cb, name), _key=type(cb).__name__, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _hook(*args, **kwargs)
+                finally:
+                    spent[_key] = spent.get(_key, 0.0) + time.perf_counter() - start
+            setattr(cb, name, timed)
+
+
+def timed_fit(data, probe, variant, epochs: int, seed: int, spent: dict | None = None) -> float:
     keras.utils.set_random_seed(seed)
     model = build(data)
     with tempfile.TemporaryDirectory() as logs:
@@ -62,6 +82,11 @@ def timed_fit(data, probe, variant, epochs: int, seed: int) -> float:
         if variant is not None:
             kwargs, edit = variant
             callbacks = edit(monitoring(logs, probe, model=model, **kwargs))
+            if spent is not None:
+                time_hooks(callbacks, spent)
+        # The previous fit's model and traced functions are garbage now: collect
+        # them here, not at some point inside this fit's timing.
+        gc.collect()
         start = time.perf_counter()
         model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=0,
                   shuffle=False, callbacks=callbacks)
@@ -75,12 +100,15 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="rows per census file (default: all)")
     parser.add_argument("--breakdown", action="store_true", help="also time parts of the monitoring")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="time these (default: off on)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the inside of each default callback's hooks during one more fit")
     args = parser.parse_args()
 
     data = mtl.data.census_income(batch_size=1024, limit=args.limit)
     probe = next(iter(data.validation))
     steps = len(data.train)
     variants = args.variants or (list(VARIANTS) if args.breakdown else ["off", "on"])
+    variants = ["off"] + [v for v in variants if v != "off"]  # every ratio is to "off"
     timed_fit(data, probe, VARIANTS["on"][1], 1, seed=0)  # warm-up: the first fit of a process pays one-off costs
     times = {v: [] for v in variants}
     for r in range(args.repeats):
@@ -89,11 +117,26 @@ def main():
     off = statistics.median(times["off"])
     print(f"census-income shared_bottom [128, 64], batch 1024, {steps} steps/epoch, {args.epochs} epochs "
           f"with validation, median of {args.repeats} alternating repeats\n")
-    print("| monitoring | fit s (median) | all runs (s) | ratio to off |\n|---|---|---|---|")
+    # On a shared machine other load only ever adds time, and it drifts between
+    # repeats: "paired" divides each fit by the "off" fit of the same repeat (run
+    # minutes apart at most), "fastest" the fastest fit of each by the fastest "off".
+    print("| monitoring | fit s (median) | all runs (s) | ratio to off | paired ratio (median) | fastest runs ratio |\n"
+          "|---|---|---|---|---|---|")
     for v in variants:
         med = statistics.median(times[v])
         runs = ", ".join(f"{t:.1f}" for t in times[v])
-        print(f"| {VARIANTS[v][0]} | {med:.2f} | {runs} | {med / off:.3f} |")
+        paired = statistics.median(t / o for t, o in zip(times[v], times["off"]))
+        print(f"| {VARIANTS[v][0]} | {med:.2f} | {runs} | {med / off:.3f} | {paired:.3f} "
+              f"| {min(times[v]) / min(times['off']):.3f} |")
+    if args.profile:
+        # Less sensitive to other load than the ratios above: only what runs inside the
+        # hooks, not Keras reading each step's logs back or the flag the step computes.
+        spent = {}
+        total = timed_fit(data, probe, VARIANTS["on"][1], args.epochs, seed=0, spent=spent)
+        print(f"\nInside the default callbacks' hooks during one more fit ({total:.2f} s):\n")
+        print("| callback | s in its hooks | share of the fit |\n|---|---|---|")
+        for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+            print(f"| {name} | {seconds:.3f} | {seconds / total:.1%} |")
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ def part_b(data, repeats):
         fast = data.encoded(fixed)
         steps = len(fast.train)
         epoch_seconds(fixed, fast.train)
-        modes = ("parameters", "representation") if arch == "shared_bottom" else ("parameters",)
+        # MMoE's trunk here is the feature encoding only, so its experts' outputs
+        # are the representation every task reads: both modes apply to both.
+        modes = ("parameters", "representation")
         for method in ("pcgrad", "mgda", "cagrad"):
             for mode in modes:
                 model = mtl_model(data, arch, mtl.weighting.get(method, mode=mode))

@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import diagnostics
+from keras_mtl import diagnostics, finite
 from keras_mtl.layers.gate_layout import gate_layout, gate_tables
+
+
+# model -> {id(raw probe features): (raw features, encoded features)}, while the model lives.
+_ENCODED_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _probe_batch(probe):
@@ -138,6 +143,25 @@ class _Probe(_MTLWriter):
         self._step = 0  # training steps completed
         self._checked = 0  # the step of the last check
 
+    @property
+    def inputs(self):
+        """The probe's features as the model's probe function should take them.
+
+        Raw features are encoded once by the model's preprocessing front
+        (`MultiTaskModel.preprocessing`), so the probe runs and is traced
+        through the core only: on census-income tracing it took 0.15 s
+        instead of 0.4-0.7 s, and each call half the time. Probes given the
+        same batch (as `monitoring` gives them) share one encoding.
+        """
+        cache = _ENCODED_PROBES.setdefault(self.model, {})
+        # The raw batch stays in the cache, so its id is not reused while the entry lives.
+        raw, encoded = cache.get(id(self.x), (None, None))
+        if raw is not self.x:
+            split = getattr(self.model, "preprocessing", None)
+            encoded = split.encoder(self.x) if split is not None and not split.accepts(self.x) else self.x
+            cache[id(self.x)] = (self.x, encoded)
+        return encoded
+
     def on_train_batch_begin(self, batch, logs=None):
         self._check_if_due()
         self._step += 1
@@ -177,7 +201,7 @@ class GradientConflict(_Probe):
 
     def check(self, step: int) -> np.ndarray:
         """Probes now and writes the results at `step`; returns the cosine matrix."""
-        grads, _ = diagnostics.traced_probe(self.model)(self.x, self.y, self.sample_weight)
+        grads, _ = diagnostics.traced_probe(self.model)(self.inputs, self.y, self.sample_weight)
         cos = diagnostics.cosine_matrix(grads)
         norms = np.linalg.norm(np.asarray(grads, dtype=np.float64), axis=1)
         names = self.task_names
@@ -218,7 +242,7 @@ class TaskAffinity(_Probe):
     def check(self, step: int) -> np.ndarray:
         """Measures affinity now, logs it at `step`, and returns the running mean."""
         a = np.asarray(
-            diagnostics.lookahead_affinity(self.model, self.x, self.y, self.sample_weight, self.learning_rate),
+            diagnostics.lookahead_affinity(self.model, self.inputs, self.y, self.sample_weight, self.learning_rate),
             dtype=np.float64,
         )
         self._sum = a if self._sum is None else self._sum + a
@@ -311,7 +335,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     step later, for every task at once. With `check_weights` (default) the
     weights are checked after every step too, and the error names the tasks
     whose own layers (their tower and output layer, named after the task)
-    went non-finite, i.e. the tasks whose gradients did.
+    went non-finite, i.e. the tasks whose gradients did. On a
+    `MultiTaskModel` the training step itself computes one "all weights
+    finite" flag (`keras_mtl.finite`), which this reads after each step; the
+    weights are read back one by one only when the flag says some may not be
+    finite. With `steps_per_execution > 1` losses and weights are checked
+    after the last step of each execution. Other Keras models get the same
+    check from a separate reduction over their weights after every step.
 
     Example:
     >>> cb = StopOnNonFiniteLoss()
@@ -322,14 +352,25 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         super().__init__()
         self.check_weights = bool(check_weights)
         self._epoch = 0
-        self._step = 0
+        self._step = 0  # training steps completed, over all epochs
+        self._epoch_start = 0
         self._all_finite = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._all_finite = None  # a reduction over another model's variables
+        # Here, before fit makes its train function, so that the step records the flag.
+        if self.check_weights:
+            finite.enable(model)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_start = self._step
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
+        # `batch` is the last batch of the execution: with steps_per_execution > 1
+        # this is called once per execution, not once per step.
+        self._step = self._epoch_start + batch + 1
         self.check(logs or {}, self._epoch, self._step)
         if self.check_weights and self.model is not None:
             self.check_model_weights(self._epoch, self._step)
@@ -356,23 +397,34 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 "and their loss scale or learning rate; if every task is named, check the features."
             )
 
-    def check_model_weights(self, epoch: int, step: int) -> None:
-        """Raises if a trainable weight is non-finite after a step whose losses were finite."""
-        variables = [v for v in self.model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
-        if not variables:
-            return
+    def _weights_look_finite(self) -> bool:
+        if finite.recorded(self.model):
+            # The flag the step computed itself: one read, no walk over the variables.
+            return finite.all_finite(self.model)
         if self._all_finite is None:
-            # One fused reduction per step; only on failure is each variable read back.
+            # A model whose step records no flag (not a MultiTaskModel): one fused reduction per step.
+            variables = _float_trainables(self.model)
             self._all_finite = tf.function(
                 lambda: tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+                if variables
+                else tf.constant(True)
             )
-        if bool(self._all_finite()):
+        return bool(self._all_finite())
+
+    def check_model_weights(self, epoch: int, step: int) -> None:
+        """Raises if a trainable weight is non-finite after a step whose losses were finite."""
+        if self._weights_look_finite():
             return
-        self.model.stop_training = True
+        # Only on suspicion is each variable read back (the in-step flag can be
+        # a false alarm: a sum of finite weights that overflowed).
+        variables = _float_trainables(self.model)
         owner = {id(v): layer.name for layer in self.model.layers for v in layer.trainable_variables}
         bad_layers = sorted(
             {owner.get(id(v), v.path) for v in variables if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))}
         )
+        if not bad_layers:
+            return
+        self.model.stop_training = True
         names = [t.name for t in getattr(self.model, "tasks", ())]
         tasks = sorted({t for t in (_owning_task(layer, names) for layer in bad_layers) if t})
         which = (
@@ -386,6 +438,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             "those tasks' losses for operations with infinite slope (sqrt or log at 0, division by "
             "a label), or lower the learning rate / clip gradients."
         )
+
+
+def _float_trainables(model: keras.Model) -> list:
+    return [v for v in model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
 
 
 def _owning_task(layer: str, task_names: Sequence[str]) -> str | None:

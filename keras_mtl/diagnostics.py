@@ -10,7 +10,6 @@ import itertools
 import weakref
 from typing import Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -47,7 +46,7 @@ def task_gradients_and_losses(model, x, y, sample_weight=None) -> tuple[tf.Tenso
         y_pred = model(x, training=False)
         losses, _ = model.task_losses(y, y_pred, sample_weight)
         task_losses = [losses[t.name] for t in model.tasks]
-    grads = per_task_gradients(tape, task_losses, shared)
+    grads, _ = per_task_gradients(tape, task_losses, shared)
     del tape
     return grads, tf.stack(task_losses)
 

@@ -31,8 +31,18 @@ def available() -> bool:
     return bool(check_graphviz())
 
 
+# More raw inputs than this, each with its own lookup or normalisation layer,
+# make a diagram too wide to read (census-income's 39 columns: 17,851 x 932 px).
+MAX_DRAWN_INPUTS = 8
+
+
 def save_diagram(model: keras.Model, path: str | os.PathLike) -> str | None:
     """Draws `model` (layer names and shapes, nested models expanded) to the PNG `path`.
+
+    A `MultiTaskModel` with more than `MAX_DRAWN_INPUTS` raw inputs and a
+    preprocessing front (`MultiTaskModel.preprocessing`) is drawn from the
+    encoded features on: one box stands for the inputs and their lookups,
+    and the layers that learn stay readable at page width.
 
     Returns the path, or None when pydot or Graphviz is missing (see
     `MISSING`); any other failure raises.
@@ -47,7 +57,18 @@ def save_diagram(model: keras.Model, path: str | os.PathLike) -> str | None:
     if not available():
         return None
     path = os.fspath(path)
-    keras.utils.plot_model(
-        model, to_file=path, show_shapes=True, show_layer_names=True, expand_nested=True, dpi=72
-    )
+    options = dict(show_shapes=True, show_layer_names=True, expand_nested=True, dpi=72)
+    split = getattr(model, "preprocessing", None)
+    if split is None or len(model.inputs) <= MAX_DRAWN_INPUTS:
+        keras.utils.plot_model(model, to_file=path, **options)
+        return path
+    dot = keras.utils.model_to_dot(split.core, **options)
+    # The core's inputs are named after inner tensors ("keras_tensor_71CLONE"); say what they hold.
+    label = f"<b>encoded features</b> ({len(model.inputs)} raw inputs after the model's preprocessing layers)"
+    for tensor in split.core.inputs:
+        name = tensor._keras_history.operation.name
+        for node in dot.get_nodes():
+            if node.get_label():  # graph-wide "node" defaults have none
+                node.set_label(node.get_label().replace(f"<b>{name}</b> (InputLayer)", label))
+    dot.write(path, format="png")
     return path

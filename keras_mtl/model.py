@@ -145,11 +145,10 @@ class MultiTaskModel(keras.Model):
                 its loss instead. `jit_compile="auto"` (the default) chooses
                 XLA at each `fit`/`evaluate`/`predict` from the data: on when
                 the step reads features encoded once (`MultiTaskData.encoded`),
-                runs on one device and op determinism is off; off otherwise
+                runs on one device; off otherwise
                 (string lookups cannot be XLA-compiled, and on small models
-                the compile outlasts the gain), and off for gradient-based
-                weighting methods. `True` compiles whenever every feature is
-                numeric; `False` never.
+                the compile outlasts the gain). `True` compiles whenever
+                every feature is numeric; `False` never.
         """
         for key in ("loss", "weighted_metrics"):
             if kwargs.get(key) is not None:
@@ -296,11 +295,18 @@ class MultiTaskModel(keras.Model):
 
     # ---------------------------------------------------------------- steps
     def train_step(self, data):
+        from keras_mtl import finite
+
         if self.weighting is not None and self.weighting.uses_gradients:
             from keras_mtl.weighting.step import gradient_train_step
 
-            return gradient_train_step(self, data)
-        return super().train_step(data)
+            logs = gradient_train_step(self, data)
+        else:
+            logs = super().train_step(data)
+        # After the update, in the step's own graph: StopOnNonFiniteLoss reads one
+        # flag instead of reducing every weight in a call of its own per step.
+        finite.record(self)
+        return logs
 
     def test_step(self, data):
         logs = super().test_step(data)
@@ -322,12 +328,9 @@ class MultiTaskModel(keras.Model):
         distributed = tf.distribute.has_strategy() or self._distribute_strategy is not None
         if request == "auto":
             # Measured (benchmarks/RESULTS.md, issue 10): XLA pays for its compile
-            # time on the encoded census step; on small raw-input models the
-            # compile costs more than a short run saves. Gradient methods stay
-            # off XLA by default: TF 2.21's XLA CPU runtime crashed when a second
-            # compiled gradient-method model ran in the same process.
-            gradient_method = self.weighting is not None and self.weighting.uses_gradients
-            want = encoded and not distributed and not gradient_method
+            # time on the encoded census step, gradient methods included; on
+            # small raw-input models the compile costs more than a short run saves.
+            want = encoded and not distributed
         else:
             want = bool(features) and numeric
         # Keras checks every layer, lookups included; an encoded step runs the core only.

@@ -108,6 +108,15 @@ def test_auto_jit_compiles_the_encoded_step_only(census_small):
         model.compile(optimizer="adam", jit_compile="yes")
 
 
+@pytest.mark.parametrize("mode", ["parameters", "representation"])
+def test_auto_jit_compiles_gradient_methods_on_encoded_features(census_small, mode):
+    model = tabular_model(census_small)
+    model.compile(optimizer="adam", weighting=mtl.weighting.PCGrad(mode=mode))
+    history = model.fit(census_small.encoded(model).train.take(2), verbose=0)
+    assert model.jit_compile is True
+    assert np.isfinite(history.history["loss"][-1])
+
+
 def test_auto_jit_stays_off_under_a_strategy(census_small):
     # Reducing through one device launches no collectives, which would clash
     # with other MirroredStrategy tests in this process (see test_architectures).

@@ -1,8 +1,10 @@
 """Monitoring: gradient conflict, task affinity, per-task scalars, expert utilisation and the
 report, read back from the event files."""
 
+import base64
 import html
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -131,6 +133,21 @@ def test_hparams_plugin_data(tmp_path):
 
 
 
+def test_probes_run_on_features_encoded_once(tmp_path, census_small):
+    model = mtl.models.shared_bottom(census_small.inputs, list(census_small.tasks),
+                                     trunk=mtl.trunks.tabular(census_small.feature_space, [8]))
+    model.compile(optimizer="adam")
+    cb = callbacks.GradientConflict(str(tmp_path), next(iter(census_small.validation)), every_n_steps=1)
+    cb.set_model(model)
+    assert not model.preprocessing.accepts(cb.x)  # raw strings in...
+    assert model.preprocessing.accepts(cb.inputs) and cb.inputs is cb.inputs  # ...encoded once
+    affinity = callbacks.TaskAffinity(str(tmp_path), (cb.x, cb.y))
+    affinity.set_model(model)
+    assert affinity.inputs is cb.inputs  # the same batch, encoded once for both probes
+    on_raw = diagnostics.cosine_matrix(diagnostics.task_gradients(model, cb.x, cb.y, cb.sample_weight))
+    np.testing.assert_allclose(cb.check(1), on_raw, atol=1e-5)
+
+
 def test_non_finite_loss_names_the_task_and_step(rng):
     x = rng.normal(size=(64, 3)).astype("float32")
     t = x[:, 0].copy()
@@ -245,6 +262,54 @@ def test_real_diagram_check_never_fails_the_run(tmp_path):
     assert (path is not None) == diagram.available()
     if path:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None,
+    reason="Graphviz's `dot` is not on PATH: apt-get install graphviz (scripts/setup.sh does, as root)",
+)
+
+
+@needs_dot
+def test_real_architecture_diagram_is_drawn_and_embedded_in_the_report(tmp_path, rng):
+    from keras_mtl import diagram
+    from keras_mtl.report import render_report
+
+    # Not skipped for a missing pydot: it is a dev dependency (setup.cfg), so its absence is a failure.
+    assert diagram.available()
+    run = tmp_path / "logs" / "moe" / "r1"
+    run.mkdir(parents=True)
+    model = mtl.models.mmoe(keras.Input((3,), name="x"), [mtl.tasks.Binary("a"), mtl.tasks.Regression("b")],
+                            expert_units=[4], num_experts=2)
+    model.compile(optimizer="adam")
+    path = diagram.save_diagram(model, run / diagram.FILENAME)
+    assert path == str(run / "model.png")
+    png = Path(path).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = tf.io.decode_png(png).shape
+    # Eleven layer boxes in seven rows (input, trunk, experts, gates, mixtures, heads), not an empty canvas.
+    assert len(png) > 10_000 and height > 400 and width > 400
+    x = rng.normal(size=(32, 3)).astype("float32")
+    model.fit(x, {"a": (x[:, 0] > 0).astype("float32"), "b": x[:, 1]}, epochs=1, verbose=0,
+              callbacks=callbacks.monitoring(str(run), model=model))
+    page = Path(render_report(tmp_path / "logs")).read_text()
+    assert "<h3>Architecture (keras.utils.plot_model)</h3>" in page
+    assert base64.b64encode(png).decode() in page
+    assert html.escape(diagram.MISSING) not in page
+
+
+@needs_dot
+def test_diagram_of_many_raw_inputs_starts_from_the_encoded_features(tmp_path, census_small):
+    from keras_mtl import diagram
+
+    model = mtl.models.shared_bottom(census_small.inputs, list(census_small.tasks),
+                                     trunk=mtl.trunks.tabular(census_small.feature_space, [8]))
+    assert len(model.inputs) > diagram.MAX_DRAWN_INPUTS
+    png = Path(diagram.save_diagram(model, tmp_path / "model.png")).read_bytes()
+    height, width, _ = tf.io.decode_png(png).shape
+    # Every column with its lookup side by side drew 17,851 px wide; from the
+    # encoded features on it is input, trunk, representation and the heads.
+    assert 300 < height < 1200 and width < 1200
 
 
 @pytest.mark.parametrize("write_graph, full_calls", [(False, 0), (True, 1)])

@@ -54,6 +54,29 @@ def from_columns(
     them first (`keras_mtl.data.checks.check_columns`), so a bad label fails
     here, naming the task, value and row, rather than mid-training.
 
+    Columns with one value per row (features and labels alike) are stacked
+    by dtype into one matrix when the dataset is built, so a batch of them
+    is one gather per dtype rather than one per column: raw census-income's
+    41 columns take 2 gathers, and 2.2 ms of CPU per batch instead of 3.2.
+    That copies those columns once more, on top of the caller's arrays:
+    fine for the bundled datasets, which fit in memory several times over.
+    Other columns are gathered on their own, with no extra copy.
+
+    Keras' `fit` creates a new iterator at the start of every epoch (and one
+    more at its end) and waits for its first batch, and every function in a
+    tf.data pipeline is instantiated and graph-optimised again per iterator,
+    a few ms each on 2 cores. So the pipeline has two functions (one draws a
+    pass's order, one gathers a batch and builds the `(features, labels)`
+    pair) and takes a pass's index batches from a sliced tensor rather than
+    from a function: on the encoded census-income train split a new epoch's
+    first batch arrives in ~15 ms, against ~28 ms with the five functions
+    this replaced (`benchmarks/bench_pipeline.py`, 2 cores). What is left
+    per batch is mostly the copy of the rows themselves (2.2 MB per census
+    batch, ~0.35 ms of CPU), which a `cache()`d pipeline that replays one
+    order never pays. Gathering a whole pass at once and slicing it was no
+    cheaper per row, made each epoch wait about 3x as long for its first
+    batch, and held a second copy of every column.
+
     Example:
     >>> ds = from_columns({"x": np.arange(5.0)}, {"y": np.arange(5.0)}, batch_size=2)
     >>> [int(b[0]["x"].shape[0]) for b in ds]
@@ -76,22 +99,70 @@ def from_columns(
         from keras_mtl.data.checks import check_columns
 
         check_columns(features, labels or {}, tasks)
-    tensors = tf.nest.map_structure(tf.convert_to_tensor, columns)
+    gather = _row_gatherer(columns)
     epoch = None
     if shuffle:
         epoch = _epoch_variable()
-        indices = _epoch_permutations(n, batch_size, seed, epoch)
+        batches = _epoch_permutations(n, batch_size, seed, epoch)
     else:
-        indices = tf.data.Dataset.range(n).batch(batch_size)
-    ds = indices.map(lambda idx: tf.nest.map_structure(lambda c: tf.gather(c, idx), tensors))
-    if labels is not None:
-        ds = ds.map(lambda b: (b["features"], b["labels"]))
-    else:
-        ds = ds.map(lambda b: b["features"])
-    ds = ds.prefetch(2).with_options(pipeline_options())
+        batches = tf.data.Dataset.from_tensor_slices(_cut(tf.range(n, dtype=tf.int64), batch_size))
+
+    labelled = labels is not None  # not `labels`: the dataset must not keep the caller's arrays alive
+
+    def batch(rows, size):
+        out = gather(rows[:size])
+        return (out["features"], out["labels"]) if labelled else out["features"]
+
+    ds = batches.map(batch).prefetch(2).with_options(pipeline_options())
     if epoch is not None:
         setattr(ds, _EPOCH_ATTR, epoch)
     return ds
+
+
+def _row_gatherer(columns: Mapping[str, Mapping[str, np.ndarray]]):
+    """A function from a vector of row indices to those rows of every column, nested like `columns`.
+
+    Columns with one value per row are stacked, by dtype, into one matrix
+    with a column each: one gather fetches a batch of them all, and
+    `unstack` hands back the columns. Wider columns are gathered on their
+    own: packing them would add a copy of every batch (taking them back
+    apart), for a saving of one op.
+    """
+    tensors = {
+        (part, name): tf.convert_to_tensor(col) for part, cols in columns.items() for name, col in cols.items()
+    }
+    groups: dict[object, list] = {}
+    for key, t in tensors.items():
+        groups.setdefault(t.dtype if t.shape[1:].num_elements() == 1 else key, []).append(key)
+    stacked = [
+        (keys, tf.stack([tf.reshape(tensors[k], [-1]) for k in keys], axis=1) if len(keys) > 1 else tensors[keys[0]])
+        for keys in groups.values()
+    ]
+    trailing = {key: t.shape[1:].as_list() for key, t in tensors.items()}
+    names = {part: list(cols) for part, cols in columns.items()}  # not the arrays (see from_columns)
+
+    def gather(indices):
+        out = {}
+        for keys, t in stacked:
+            if len(keys) == 1:
+                out[keys[0]] = tf.gather(t, indices)
+                continue
+            count = tf.size(indices)
+            for key, values in zip(keys, tf.unstack(tf.gather(t, indices), axis=1)):
+                out[key] = tf.reshape(values, [count, *trailing[key]]) if trailing[key] else values
+        # The callers' key order, not the groups'.
+        return {part: {name: out[(part, name)] for name in part_names} for part, part_names in names.items()}
+
+    return gather
+
+
+def _cut(order: tf.Tensor, batch_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """`order` as `(rows, sizes)`: rows of `batch_size` indices (the last padded) and each row's length."""
+    n = int(order.shape[0])
+    num_batches = -(-n // batch_size)
+    rows = tf.reshape(tf.pad(order, [[0, num_batches * batch_size - n]]), [num_batches, batch_size])
+    sizes = np.minimum(batch_size, n - np.arange(num_batches) * batch_size)
+    return rows, tf.constant(sizes, tf.int64)
 
 
 # ---------------------------------------------------------------- shuffling
@@ -118,7 +189,7 @@ def _epoch_variable() -> tf.Variable:
 
 
 def _epoch_permutations(n: int, batch_size: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:
-    """Index batches of one pass: a permutation of range(n) keyed by (seed, epoch), cut in batches.
+    """Index batches of one pass, as `_cut` gives them: a permutation of range(n) keyed by (seed, epoch).
 
     The epoch is read when a pass starts and advanced by one, so without
     `SetEpoch` every pass still gets a new (deterministic) order.
@@ -126,13 +197,17 @@ def _epoch_permutations(n: int, batch_size: int, seed: int, epoch: tf.Variable) 
     num_batches = -(-n // batch_size)
     seed = tf.constant(seed, tf.int64)
 
-    def batches(e):
-        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, e]))
-        return tf.data.Dataset.range(num_batches).map(lambda b: order[b * batch_size : (b + 1) * batch_size])
+    def one_pass(_):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch.assign_add(1) - 1])
+        )
+        return tf.data.Dataset.from_tensor_slices(_cut(order, batch_size))
 
-    passes = tf.data.Dataset.range(1).map(lambda _: epoch.assign_add(1) - 1)
-    # flat_map hides the length; the pass has exactly num_batches batches.
-    return passes.flat_map(batches).apply(tf.data.experimental.assert_cardinality(num_batches))
+    # The pass's dataset slices a tensor: it has no function of its own to
+    # instantiate (see from_columns). flat_map hides the length; the pass
+    # has exactly num_batches batches.
+    passes = tf.data.Dataset.range(1).flat_map(one_pass)
+    return passes.apply(tf.data.experimental.assert_cardinality(num_batches))
 
 
 def shuffle_epoch(dataset) -> tf.Variable | None:

@@ -46,10 +46,11 @@ class GradVac(GradientWeighting):
         def vaccinate(i, j, c, gj):
             kc = tf.linalg.matvec(gram, c)
             norm_i = tf.sqrt(tf.maximum(tf.tensordot(c, kc, 1), 1e-20))
-            cos = tf.tensordot(kc, gj, 1) / (norm_i * norms[j])
-            phi = targets[i, j]
+            norm_j = tf.gather(norms, j)  # not norms[j]: see keras_mtl.weighting.solvers
+            cos = tf.tensordot(kc, gj, 1) / (norm_i * norm_j)
+            phi = tf.gather(targets[i], j)
             coef = norm_i * (phi * tf.sqrt(tf.maximum(1.0 - cos**2, 0.0)) - cos * tf.sqrt(1.0 - phi**2)) / (
-                norms[j] * tf.sqrt(tf.maximum(1.0 - phi**2, 1e-12))
+                norm_j * tf.sqrt(tf.maximum(1.0 - phi**2, 1e-12))
             )
             ema = tf.where(tf.not_equal(i, j), (1.0 - self.beta) * phi + self.beta * cos, phi)
             observed[0] = tf.tensor_scatter_nd_update(observed[0], [[i, j]], [ema])

@@ -37,7 +37,7 @@ class PCGrad(GradientWeighting):
 
         def project(i, j, c, gj):
             dot = tf.tensordot(c, tf.linalg.matvec(gram, gj), 1)  # g_i' . g_j
-            coef = tf.where(dot < 0, dot / tf.maximum(gram[j, j], 1e-20), 0.0)
+            coef = tf.where(dot < 0, dot / tf.maximum(tf.gather(tf.linalg.diag_part(gram), j), 1e-20), 0.0)
             return c - coef * gj
 
         return pairwise_surgery(gram, self.num_tasks, seed, project)

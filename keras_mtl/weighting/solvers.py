@@ -3,6 +3,12 @@
 All work on the Gram matrix K = G G^T of the task gradients (T x T), never on
 the gradients themselves, so they cost nothing next to a backward pass and
 run in a `tf.function` under any strategy.
+
+Indexing by a value computed in the step (`x[j]` with `j = tf.argmin(...)`)
+is written `tf.gather(x, j)`: XLA lowers a strided slice with a tensor index
+by treating the index as a compile-time constant, so the compiled step was
+recompiled at every new value, every step (MGDA measured 1-3 s a step under
+`jit_compile=True` against 5 ms). tests/test_xla_recompile.py pins this.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
         e = tf.one_hot(j, t, dtype=tf.float32)
         # Minimise ||(1-g) v + g u||^2 over g in [0, 1], v = G^T w, u = g_j.
         vv = tf.tensordot(w, grad, 1)
-        vu = grad[j]
-        uu = gram[j, j]
+        vu = tf.gather(grad, j)
+        uu = tf.gather(tf.linalg.diag_part(gram), j)
         denom = vv - 2.0 * vu + uu
         gamma = tf.where(denom > 1e-20, tf.clip_by_value((vv - vu) / tf.maximum(denom, 1e-20), 0.0, 1.0), 0.0)
         return i + 1, (1.0 - gamma) * w + gamma * e
@@ -59,5 +65,5 @@ def project_to_simplex(v: tf.Tensor) -> tf.Tensor:
     k = tf.range(1, n + 1, dtype=v.dtype)
     cond = u - (css - 1.0) / k > 0
     rho = tf.reduce_max(tf.where(cond, tf.range(n), -1))
-    theta = (css[rho] - 1.0) / tf.cast(rho + 1, v.dtype)
+    theta = (tf.gather(css, rho) - 1.0) / tf.cast(rho + 1, v.dtype)
     return tf.maximum(v - theta, 0.0)

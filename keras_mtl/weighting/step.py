@@ -42,11 +42,21 @@ def _add(a, b):
     return a + b
 
 
-def per_task_gradients(tape, task_shares, variables):
-    """(T, P) matrix of this replica's task gradients on `variables`, flattened."""
-    return tf.stack(
-        [tf.cast(_flat(tape.gradient(s, variables), variables), tf.float32) for s in task_shares]
-    )
+def per_task_gradients(tape, task_shares, targets, others=()):
+    """This replica's task gradients on `targets`, and the task-summed gradients on `others`.
+
+    Returns the (T, P) matrix of each task's gradient on `targets` (variables,
+    or tensors such as the shared representation), flattened, and the
+    gradient of the summed shares on `others`, from the same backward passes:
+    a task-specific layer only receives its own task's gradient, so summing
+    over tasks gives it without one more pass through the heads.
+    """
+    rows, summed = [], [None] * len(others)
+    for share in task_shares:
+        grads = tape.gradient(share, list(targets) + list(others))
+        rows.append(tf.cast(_flat(grads[: len(targets)], targets), tf.float32))
+        summed = [_add(total, g) for total, g in zip(summed, grads[len(targets) :])]
+    return tf.stack(rows), summed
 
 
 def gradient_train_step(model, data):
@@ -69,7 +79,6 @@ def gradient_train_step(model, data):
         # gradients of the scaled loss (and unscales them itself). Methods must
         # see true gradients, so they get the scaled ones divided back.
         scaled = [model.optimizer.scale_loss(s) for s in task_shares]
-        unweighted = tf.add_n(scaled)
         if regularization is not None:
             regularization = model.optimizer.scale_loss(regularization)
     loss_scale = tf.cast(model.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
@@ -85,7 +94,7 @@ def gradient_train_step(model, data):
     if rep is not None:
         # One gradient per task on the representation (cheap: through the heads
         # only); the Gram matrix sums over examples, hence over replicas.
-        rep_grads = tf.stack([tf.reshape(tf.cast(tape.gradient(s, rep), tf.float32), [-1]) for s in scaled])
+        rep_grads, other_grads = per_task_gradients(tape, scaled, [rep], others)
         unscaled = rep_grads / loss_scale
         gram = masking.global_sum(tf.matmul(unscaled, unscaled, transpose_b=True))
         w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
@@ -94,7 +103,7 @@ def gradient_train_step(model, data):
         )
         shared_grads = tape.gradient(rep, shared, output_gradients=combined_rep)
     else:
-        local = per_task_gradients(tape, scaled, shared)
+        local, other_grads = per_task_gradients(tape, scaled, shared, others)
         total = masking.global_sum(local) / loss_scale
         if method.aggregate_vectors is not None:
             combined, w = method.aggregate_vectors(total, global_losses)
@@ -106,8 +115,6 @@ def gradient_train_step(model, data):
             shared_grads = _unflat(tf.linalg.matvec(local, w, transpose_a=True), shared)
     shared_grads = [tf.cast(g, v.dtype) if g is not None else None for g, v in zip(shared_grads, shared)]
 
-    # Task-specific layers only ever see their own task: plain sum of losses.
-    other_grads = tape.gradient(unweighted, others) if others else []
     if regularization is not None:
         shared_grads = [_add(g, r) for g, r in zip(shared_grads, tape.gradient(regularization, shared))]
         other_grads = [_add(g, r) for g, r in zip(other_grads, tape.gradient(regularization, others))]

@@ -1,0 +1,155 @@
+"""The in-step "weights finite" flag behind StopOnNonFiniteLoss: caught at the step that wrote the NaN,
+under XLA, MirroredStrategy and steps_per_execution; never saved; no change to training."""
+
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mtl as mtl
+from keras_mtl import callbacks, finite, tasks
+
+BAD_LABEL = 7.0
+
+
+def spiky_error(y, p):
+    """Finite everywhere; its gradient is NaN only on rows labelled BAD_LABEL (sqrt's slope at 0)."""
+    return tf.reduce_mean(tf.sqrt(tf.abs(y - p) * 0.0 + tf.cast(tf.not_equal(y, BAD_LABEL), p.dtype)), axis=-1)
+
+
+def build(**compile_kwargs):
+    model = mtl.models.shared_bottom(
+        keras.Input((4,), name="x"),
+        [tasks.Regression("smooth"), tasks.Regression("spiky", loss=spiky_error)],
+        trunk=mtl.trunks.mlp([4]),
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), **compile_kwargs)
+    return model
+
+
+def data(rng, bad_row=None, n=64):
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = {"smooth": x[:, 0], "spiky": x[:, 1].copy()}
+    if bad_row is not None:
+        y["spiky"][bad_row] = BAD_LABEL
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def mirrored():
+    # Reducing through one device launches no collectives, which would clash
+    # with other MirroredStrategy tests in this process (see test_architectures).
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+SETUPS = {
+    "default": (None, {}),
+    "steps_per_execution": (None, {"steps_per_execution": 2}),
+    "xla": (None, {"jit_compile": True}),
+    "gradient_method": (None, {"weighting": "pcgrad"}),
+    "mirrored": (mirrored, {}),
+}
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_nan_weights_are_caught_after_the_step_that_wrote_them(rng, setup):
+    strategy, compile_kwargs = SETUPS[setup]
+    with (strategy() if strategy else tf.distribute.get_strategy()).scope():
+        model = build(**compile_kwargs)
+    cb = callbacks.StopOnNonFiniteLoss()
+    # Row 20 is in batch 2: with steps_per_execution=2 the NaN is written by the
+    # last step of the first execution, whose logged losses are still finite.
+    with pytest.raises(
+        FloatingPointError,
+        match=r"epoch 1, step 2: every loss was finite but the gradients of task\(s\) \['spiky'\] were non-finite",
+    ):
+        model.fit(data(rng, bad_row=20), epochs=1, verbose=0, callbacks=[cb])
+    assert model.stop_training
+    assert model.jit_compile is (setup == "xla")
+    # The step recorded the flag: the callback never built its own reduction over the weights.
+    assert finite.recorded(model) and finite.all_finite(model) is False
+    assert cb._all_finite is None
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_the_flag_does_not_change_training_and_costs_nothing_unasked(rng, jit):
+    weights = []
+    for cbs in ([], [callbacks.StopOnNonFiniteLoss(check_weights=False)], [callbacks.StopOnNonFiniteLoss()]):
+        keras.utils.set_random_seed(3)
+        model = build(jit_compile=jit)
+        model.fit(data(np.random.default_rng(0)), epochs=2, verbose=0, callbacks=cbs)
+        assert model.jit_compile is jit
+        # Only a callback that checks weights turns the flag on; other models record nothing.
+        assert finite.recorded(model) == bool(cbs and cbs[0].check_weights)
+        weights.append(model.get_weights())
+    assert finite.all_finite(model) is True
+    for other in weights[1:]:
+        for a, b in zip(weights[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_trained_before_records_the_flag_once_given_the_callback(rng):
+    model = build()
+    model.fit(data(rng), epochs=1, verbose=0)
+    assert model.train_function is not None and not finite.recorded(model)
+    cb = callbacks.StopOnNonFiniteLoss()
+    # Its train function, traced without the flag, is replaced by one that records it.
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 2: every loss was finite but the gradients of task\(s\) \['spiky'\]"):
+        model.fit(data(rng, bad_row=20), epochs=1, verbose=0, callbacks=[cb])
+    assert finite.recorded(model) and cb._all_finite is None
+
+
+def test_a_sum_overflow_is_confirmed_with_the_exact_check_before_raising(rng):
+    model = build()
+    kernel = model.trainable_variables[0]  # the trunk's first kernel, (4, 4)
+    assert tuple(kernel.shape) == (4, 4)
+    big = kernel.numpy()
+    big[0, :] = 1e38  # finite, but the four sum to inf in float32
+    kernel.assign(big)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    x[:, 0] = 0.0  # those weights then neither reach the outputs nor get a gradient
+    ds = tf.data.Dataset.from_tensor_slices((x, {"smooth": x[:, 1], "spiky": x[:, 2]})).batch(16)
+    model.fit(ds, epochs=1, verbose=0, callbacks=[callbacks.StopOnNonFiniteLoss()])
+    assert finite.all_finite(model) is False  # the flag raised a false alarm...
+    assert all(np.isfinite(w).all() for w in model.get_weights())  # ...that the exact check cleared
+    assert not model.stop_training
+
+
+def test_the_flag_is_never_saved(rng, tmp_path):
+    model = build()
+    fresh_weights = len(model.weights)
+    model.fit(data(rng), epochs=1, verbose=0, callbacks=[callbacks.StopOnNonFiniteLoss()])
+    assert finite.recorded(model)
+    assert len(model.weights) == fresh_weights
+
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        assert not any(b"weights_finite" in z.read(name) for name in z.namelist())
+    assert len(keras.saving.load_model(tmp_path / "m.keras", custom_objects={"spiky_error": spiky_error}).weights) == fresh_weights
+
+    unflagged = build()
+    unflagged.fit(data(rng), epochs=1, verbose=0)
+    assert not finite.recorded(unflagged)
+    names = [
+        [name for name, _ in tf.train.list_variables(tf.train.Checkpoint(model=m).write(str(tmp_path / tag / "c")))]
+        for m, tag in ((model, "flagged"), (unflagged, "unflagged"))
+    ]
+    assert names[0] == names[1]
+
+    path = mtl.export.export_saved_model(model, tmp_path / "export")
+    with open(f"{path}/saved_model.pb", "rb") as f:
+        assert b"weights_finite" not in f.read()
+
+
+def test_plain_keras_models_keep_the_separate_weight_check(rng):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.Dense(4, name="hidden")(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=spiky_error)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = x[:, :1].copy()
+    y[20] = BAD_LABEL
+    cb = callbacks.StopOnNonFiniteLoss()
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 2: every loss was finite but the gradients of the shared layers"):
+        model.fit(x, y, batch_size=16, shuffle=False, verbose=0, callbacks=[cb])
+    assert not finite.recorded(model) and cb._all_finite is not None
