@@ -58,7 +58,16 @@ def _is_front(op) -> bool:
     return not op.trainable_weights and not getattr(op, "_call_has_training_arg", True)
 
 
-def _producer(tensor):
+def producer(tensor):
+    """The layer that made a Functional-graph tensor, and the node (call) that made it.
+
+    Example:
+    >>> x = keras.Input((2,))
+    >>> layer = keras.layers.Dense(1, name="d")
+    >>> op, node = producer(layer(x))
+    >>> op.name, node.input_tensors[0] is x
+    ('d', True)
+    """
     history = tensor._keras_history
     return history.operation, history.operation._inbound_nodes[history.node_index]
 
@@ -90,7 +99,7 @@ def split(model: keras.Model) -> Split | None:
     front: dict[int, bool] = {}
 
     def is_front_tensor(tensor) -> bool:
-        op, node = _producer(tensor)
+        op, node = producer(tensor)
         if id(op) not in front:
             front[id(op)] = _is_front(op) and all(is_front_tensor(t) for t in node.input_tensors)
         return front[id(op)]
@@ -106,7 +115,7 @@ def split(model: keras.Model) -> Split | None:
         if is_front_tensor(tensor):
             frontier[_key(tensor)] = tensor
             return
-        _, node = _producer(tensor)
+        _, node = producer(tensor)
         for t in node.input_tensors:
             visit(t)
 

@@ -410,20 +410,30 @@ class MultiTaskModel(keras.Model):
             raise ValueError(
                 f"Model {self.name!r} records no shared representation; use mode='parameters'."
             )
+        # Exact only if every path from a shared layer to a task output passes
+        # through the representation: the step hands the shared layers the
+        # gradient that reaches them there and nothing else. Other inputs of
+        # the heads may bypass it when no shared layer feeds them (MMoE's gates
+        # reading raw features, say).
         rep = self.get_layer(self.representation).output
-        try:
-            heads = keras.Model(rep, self.output)
-        except ValueError:
+        shared = set(self.shared_layers)
+        bypassing, seen = set(), set()
+        stack = list(tf.nest.flatten(self.outputs))
+        while stack:
+            tensor = stack.pop()
+            if tensor is rep or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            op, node = encoding.producer(tensor)
+            if op.name in shared:
+                bypassing.add(op.name)
+                continue
+            stack.extend(node.input_tensors)
+        if bypassing:
             raise ValueError(
                 f"mode='representation' needs every task output of {self.name!r} to depend on the "
-                f"shared variables only through layer {self.representation!r}, which is not the "
-                "case here; use mode='parameters'."
-            ) from None
-        downstream = {layer.name for layer in heads.layers} & set(self.shared_layers)
-        if downstream:
-            raise ValueError(
-                f"mode='representation': shared layers {sorted(downstream)} come after the "
-                f"representation {self.representation!r}; use mode='parameters'."
+                f"shared variables only through layer {self.representation!r}, but shared layer(s) "
+                f"{sorted(bypassing)} reach the outputs around or after it; use mode='parameters'."
             )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -273,6 +273,53 @@ def test_representation_mode_needs_an_exact_representation():
         odd.compile(optimizer="sgd", weighting=weighting.MGDA(mode="representation"))
 
 
+def test_representation_mode_rejects_a_shared_layer_after_the_representation():
+    x = keras.Input((4,))
+    rep = keras.layers.Identity(name="representation")(keras.layers.Dense(4, name="shared")(x))
+    late = keras.layers.Dense(4, name="late_shared")(rep)
+    odd = mtl.MultiTaskModel(
+        x, {"a": keras.layers.Dense(1, name="a")(late), "b": keras.layers.Dense(1, name="b")(rep)},
+        tasks=[mtl.tasks.Binary("a"), mtl.tasks.Binary("b")], shared_layers=["shared", "late_shared"],
+        representation="representation",
+    )
+    with pytest.raises(ValueError, match=r"\['late_shared'\] reach the outputs around or after it"):
+        odd.compile(optimizer="sgd", weighting=weighting.PCGrad(mode="representation"))
+
+
+def test_representation_mode_on_mmoe_whose_gates_read_the_inputs(rng):
+    """MMoE as in the paper (gates and experts on the raw inputs): the shared
+    experts reach the tasks only through the representation, so the mode is
+    exact: one step moves the shared weights as plain SGD on sum_t w_t L_t
+    would, and each task's own weights (gates, heads) on its own loss."""
+    tasks = [mtl.tasks.Binary("a"), mtl.tasks.Regression("b")]
+    deep = mtl.models.mmoe(keras.Input((5,)), tasks, trunk=mtl.trunks.mlp([8]), num_experts=3, expert_units=[4])
+    with pytest.raises(ValueError, match="reach the outputs around or after it"):
+        deep.compile(optimizer="sgd", weighting=weighting.MGDA(mode="representation"))
+
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = {"a": (x[:, 0] > 0).astype("float32")[:, None], "b": x[:, 1:2]}
+    model = mtl.models.mmoe(keras.Input((5,)), tasks, trunk=mtl.trunks.mlp([]), num_experts=3, expert_units=[4])
+    lr = 0.5
+    model.compile(optimizer=keras.optimizers.SGD(lr), weighting=weighting.MGDA(mode="representation"))
+    before = [v.numpy() for v in model.trainable_variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    after = [v.numpy() for v in model.trainable_variables]
+    w = {"a": logs["a_weight"], "b": logs["b_weight"]}
+    assert 0 < w["a"] < 1 and abs(w["a"] + w["b"] - 1) < 1e-5  # MGDA: a mix of the two
+
+    for v, value in zip(model.trainable_variables, before):
+        v.assign(value)
+    with tf.GradientTape(persistent=True) as tape:
+        losses, _ = model.task_losses(y, model(x, training=True), None)
+        weighted = w["a"] * losses["a"] + w["b"] * losses["b"]
+        summed = losses["a"] + losses["b"]
+    shared = {id(v) for v in model.shared_variables}
+    assert len(shared) == 2  # the experts' kernel and bias
+    for v, b, a in zip(model.trainable_variables, before, after):
+        g = tape.gradient(weighted if id(v) in shared else summed, v)
+        np.testing.assert_allclose(a, b - lr * g.numpy(), atol=1e-5, err_msg=v.path)
+
+
 def test_weighting_state_is_saved_with_the_model(tmp_path, rng):
     x = rng.normal(size=(32, 4)).astype("float32")
     y = {"a": (x[:, 0] > 0).astype("float32"), "b": x[:, 1]}

@@ -34,8 +34,10 @@ def mmoe(
     `model.representation` is an Identity layer named "representation" over
     the stacked expert outputs, shape (batch, num_experts, expert_units[-1]):
     the one tensor every task reads. The gates also read the trunk output,
-    so shared trunk weights reach the tasks through the gates too.
-    `model.shared_layers` holds the trunk and `shared_experts`.
+    so shared trunk weights reach the tasks through the gates too: a
+    gradient method's `mode="representation"` is exact, and accepted, only
+    on a trunk without weights (`trunks.mlp([])`, or a tabular trunk with
+    no Dense layers), as in the paper. `model.shared_layers` holds the trunk and `shared_experts`.
 
     While training, `fit` logs each gate's mean weight per expert and its
     entropy: `<task>_gate/expert_<i>`, `<task>_gate/entropy`.
