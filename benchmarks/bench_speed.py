@@ -23,7 +23,8 @@
 (d) The main job (`keras-mtl train examples/census.yaml`) end to end, in a
     scratch folder.
 
-    .venv/bin/python benchmarks/bench_speed.py [--epochs 5] [--repeats 2] [--skip-keras-adapt]
+    .venv/bin/python benchmarks/bench_speed.py [--parts abcd] [--epochs 5] [--repeats 2]
+        [--skip-keras-adapt] [--modes parameters,representation]
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def steady_epoch_seconds(model, ds):
     return timer.times[1]
 
 
-def part_b(data, repeats):
+def part_b(data, repeats, modes=("parameters", "representation")):
     print("\n| model | method | mode | x fixed (ms/step) |")
     print("|---|---|---|---|")
     for arch in ("shared_bottom", "mmoe"):
@@ -190,7 +191,7 @@ def part_b(data, repeats):
         # experts reach the tasks only through their stacked outputs, the
         # representation: both modes apply to both models.
         for method in ("pcgrad", "mgda", "cagrad"):
-            for mode in ("parameters", "representation"):
+            for mode in modes:
                 model = mtl_model(data, arch, mtl.weighting.get(method, mode=mode))
                 steady_epoch_seconds(model, fast.train)  # compile, warm up
                 ratios, times = [], []
@@ -245,13 +246,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--parts", default="abcd")
     parser.add_argument("--skip-keras-adapt", action="store_true")
+    parser.add_argument("--modes", default="parameters,representation", help="part b's gradient modes")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     data = mtl.data.census_income(batch_size=1024)
     if "a" in args.parts:
         part_a(data, args.epochs, args.repeats)
     if "b" in args.parts:
-        part_b(data, max(args.repeats, 3))
+        part_b(data, max(args.repeats, 3), tuple(args.modes.split(",")))
     if "c" in args.parts:
         part_c(data, args.skip_keras_adapt)
     if "d" in args.parts:
