@@ -86,6 +86,12 @@ def _gram(grads):
     return tf.stack([tf.stack([entries[i, j] for j in range(t)]) for i in range(t)])
 
 
+def _unscale(grads, loss_scale):
+    # Before any product: squares of gradients of a mixed-precision loss scaled
+    # by a large factor could overflow float32. XLA fuses the division in.
+    return [[g / loss_scale for g in task] for task in grads]
+
+
 def _combine(grads, w):
     """sum_t w_t g_t for each target, from per-task lists of gradients."""
     return [tf.add_n([w[t] * g[v] for t, g in enumerate(grads)]) for v in range(len(grads[0]))]
@@ -127,7 +133,7 @@ def gradient_train_step(model, data):
         # One gradient per task on the representation (cheap: through the heads
         # only); the Gram matrix sums over examples, hence over replicas.
         rep_grads, other_grads = per_task_gradients(tape, scaled, [rep], others, flat=False)
-        gram = masking.global_sum(_gram(rep_grads)) / tf.square(loss_scale)
+        gram = masking.global_sum(_gram(_unscale(rep_grads, loss_scale)))
         w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
         combined_rep = tf.cast(_combine(rep_grads, w)[0], rep.dtype)
         shared_grads = tape.gradient(rep, shared, output_gradients=combined_rep)
@@ -140,7 +146,7 @@ def gradient_train_step(model, data):
     else:
         local, other_grads = per_task_gradients(tape, scaled, shared, others, flat=False)
         # The Gram matrix of the global gradients (all-reduced first, then multiplied).
-        gram = _gram(masking.global_sum(local)) / tf.square(loss_scale)
+        gram = _gram(_unscale(masking.global_sum(local), loss_scale))
         w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
         shared_grads = _combine(local, w)
     shared_grads = [tf.cast(g, v.dtype) if g is not None else None for g, v in zip(shared_grads, shared)]
