@@ -10,6 +10,7 @@ import itertools
 import weakref
 from typing import Sequence
 
+import keras  # noqa: F401  (the docstring examples use it)
 import numpy as np
 import tensorflow as tf
 
