@@ -214,12 +214,13 @@ class MultiTaskModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     # --------------------------------------------------------- labels, loss
-    def prepare_targets(self, y, y_pred, sample_weight=None):
+    def prepare_targets(self, y, y_pred, sample_weight=None, *, check: bool = True):
         """Labels and weights per task name, with missing labels zero-weighted.
 
         `y` is a dict keyed by the tasks' label keys (a single tensor is
         accepted for a one-task model); `sample_weight` is `None`, one tensor
-        for all tasks, or a dict keyed by task name.
+        for all tasks, or a dict keyed by task name. `check=False` skips the
+        in-graph label checks (see `Task.prepare`).
         """
         if not isinstance(y, Mapping):
             if len(self._tasks) != 1:
@@ -250,14 +251,14 @@ class MultiTaskModel(keras.Model):
                 )
             sw = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
             labels[task.name], weights[task.name] = task.prepare(
-                y[task.label], y_pred[task.name], sw
+                y[task.label], y_pred[task.name], sw, check=check
             )
         return labels, weights
 
-    def task_losses(self, y, y_pred, sample_weight=None) -> tuple[dict, dict]:
+    def task_losses(self, y, y_pred, sample_weight=None, *, check: bool = True) -> tuple[dict, dict]:
         """Each task's masked mean loss (this replica's share of it under a strategy),
         and the number of labelled units behind it (over all replicas)."""
-        labels, weights = self.prepare_targets(y, y_pred, sample_weight)
+        labels, weights = self.prepare_targets(y, y_pred, sample_weight, check=check)
         losses, counts = {}, {}
         for t in self._tasks:
             losses[t.name], counts[t.name] = masking.masked_mean(

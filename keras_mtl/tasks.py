@@ -112,11 +112,14 @@ class Task:
         return []
 
     # ------------------------------------------------------------ labels, loss
-    def prepare(self, y, y_pred, sample_weight=None):
+    def prepare(self, y, y_pred, sample_weight=None, *, check: bool = True):
         """Turns raw labels into `(labels, weights)` with the missing ones zero-weighted.
 
         `labels` has the shape the loss and metrics compare with `y_pred`;
         `weights` has one entry per scored unit (example, label or token).
+        With `check` (default) invalid labels (class ids out of range, labels
+        outside `label_range`) fail with the task's name; `check=False` leaves
+        those asserts out, for labels already checked (`keras_mtl.data.checks`).
         """
         y = self._reshape_labels(tf.convert_to_tensor(y), y_pred)
         if y.dtype.is_floating:
@@ -127,7 +130,7 @@ class Task:
             present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
         y = tf.where(present, y, tf.zeros_like(y))
         checks = []
-        if self.target_kind == "sparse":
+        if check and self.target_kind == "sparse":
             # Out-of-range ids would otherwise fail deep inside the loss op
             # (or give NaN): name the task and the valid range here.
             checks.append(tf.debugging.assert_less(
@@ -137,7 +140,7 @@ class Task:
             checks.append(tf.debugging.assert_non_negative(
                 y, message=f"Task {self.name!r}: negative class id other than the missing marker -1"
             ))
-        if self.label_range is not None:
+        if check and self.label_range is not None:
             # Missing labels are zero by now, so only real labels can fail.
             lo, hi = self.label_range
             message = f"Task {self.name!r}: labels must be in [{lo}, {hi}] (-1 or NaN = missing)"

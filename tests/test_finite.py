@@ -1,5 +1,5 @@
-"""The in-step "weights finite" flag behind StopOnNonFiniteLoss: caught at the step that wrote the NaN,
-under XLA, MirroredStrategy and steps_per_execution; never saved; no change to training."""
+"""The in-step record of non-finite weights behind StopOnNonFiniteLoss: the error names the step that
+wrote the NaN, under XLA, MirroredStrategy and steps_per_execution; never saved; no change to training."""
 
 import zipfile
 
@@ -100,7 +100,7 @@ def test_a_model_trained_before_records_the_flag_once_given_the_callback(rng):
     assert finite.recorded(model) and cb._all_finite is None
 
 
-def test_a_sum_overflow_is_confirmed_with_the_exact_check_before_raising(rng):
+def test_a_sum_overflow_is_confirmed_with_the_exact_check_before_raising(rng, monkeypatch):
     model = build()
     kernel = model.trainable_variables[0]  # the trunk's first kernel, (4, 4)
     assert tuple(kernel.shape) == (4, 4)
@@ -110,10 +110,39 @@ def test_a_sum_overflow_is_confirmed_with_the_exact_check_before_raising(rng):
     x = rng.normal(size=(32, 4)).astype("float32")
     x[:, 0] = 0.0  # those weights then neither reach the outputs nor get a gradient
     ds = tf.data.Dataset.from_tensor_slices((x, {"smooth": x[:, 1], "spiky": x[:, 2]})).batch(16)
+    records, clear = [], finite.clear
+    # Each exact check that finds the weights finite clears the record: a false alarm.
+    monkeypatch.setattr(finite, "clear", lambda m: records.append(finite.first_nonfinite(m)) or clear(m))
     model.fit(ds, epochs=1, verbose=0, callbacks=[callbacks.StopOnNonFiniteLoss()])
-    assert finite.all_finite(model) is False  # the flag raised a false alarm...
-    assert all(np.isfinite(w).all() for w in model.get_weights())  # ...that the exact check cleared
+    assert records[0] is None  # fit starts with a clean record...
+    assert records[1] == (1, ["trunk_dense_0"])  # ...the overflowing sum was recorded at step 1...
+    assert all(np.isfinite(w).all() for w in model.get_weights())  # ...and the exact check cleared it
+    assert finite.all_finite(model) is True
     assert not model.stop_training
+
+
+def test_the_record_is_read_at_epoch_ends_and_non_finite_losses_only(rng, monkeypatch):
+    model = build()
+    reads, first_nonfinite = [], finite.first_nonfinite
+    monkeypatch.setattr(finite, "first_nonfinite", lambda m: reads.append(1) or first_nonfinite(m))
+    model.fit(data(rng), epochs=2, verbose=0, callbacks=[callbacks.StopOnNonFiniteLoss()])  # 4 steps an epoch
+    assert finite.recorded(model) and len(reads) == 2  # not once a step: each read waits for the step
+
+
+def test_nan_written_by_the_last_step_of_an_epoch_is_caught_at_its_end(rng):
+    model = build()
+    # Row 60 is in batch 4, the epoch's last: no later step shows a NaN loss.
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 4: every loss was finite but the gradients of task\(s\) \['spiky'\]"):
+        model.fit(data(rng, bad_row=60), epochs=2, verbose=0, callbacks=[callbacks.StopOnNonFiniteLoss()])
+    assert model.stop_training
+
+
+def test_a_second_fit_reports_its_own_steps(rng):
+    model = build()
+    cb = callbacks.StopOnNonFiniteLoss()
+    model.fit(data(rng), epochs=1, verbose=0, callbacks=[cb])  # 4 clean steps: the optimizer counts on
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 2: every loss was finite but the gradients of task\(s\) \['spiky'\]"):
+        model.fit(data(rng, bad_row=20), epochs=1, verbose=0, callbacks=[cb])
 
 
 def test_the_flag_is_never_saved(rng, tmp_path):

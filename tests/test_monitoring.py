@@ -60,6 +60,39 @@ def test_affinity_signs(rng):
     assert diagnostics.suggest_groups(a, ["a", "same", "opposite"], 2) == [["a", "same"], ["opposite"]]
 
 
+def test_probes_check_their_batch_labels_in_numpy_and_name_the_task(tmp_path, rng):
+    x, t = data(rng)
+    model = mtl.models.shared_bottom(
+        keras.Input((3,), name="x"), [mtl.tasks.Regression("r"), mtl.tasks.Binary("flag")], trunk=mtl.trunks.mlp([4])
+    )
+    model.compile(optimizer="sgd")
+    labels = {"r": t, "flag": (t > 0).astype("float32")}
+    labels["flag"][5] = 3.0
+    cb = callbacks.GradientConflict(str(tmp_path), (x, labels), every_n_steps=1)
+    cb.set_model(model)
+    with pytest.raises(ValueError, match=r"Task 'flag' \(label 'flag'\) in the probe batch: label 3.0 at row 5 is outside \[0, 1\]"):
+        cb.check(1)
+    with pytest.raises(ValueError, match=r"Task 'flag'.*in the probe batch"):
+        diagnostics.lookahead_affinity(model, x, labels)
+    labels["flag"][5] = -1.0  # the missing marker is fine
+    assert cb.check(1).shape == (2, 2)
+
+
+def test_probes_due_at_the_same_step_share_one_probe_call(tmp_path, rng, monkeypatch):
+    x, t = data(rng)
+    model = same_head_model(["up", "down"])
+    probe = (x[:16], {"up": t[:16], "down": -t[:16]})
+    cbs = [callbacks.GradientConflict(str(tmp_path), probe, every_n_steps=2),
+           callbacks.TaskAffinity(str(tmp_path), probe, every_n_steps=2)]
+    traced = diagnostics.traced_probe(model)
+    calls = []
+    monkeypatch.setitem(diagnostics._PROBES, model, lambda *a: calls.append(1) or traced(*a))
+    model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=1, verbose=0, callbacks=cbs)  # 4 steps
+    # 2 checks each: conflict 1 call, affinity 1 trial step per task (2) + the conflict's call reused.
+    assert len(calls) == 2 * 1 + 2 * 2
+    assert cbs[1]._count == 2 and cbs[1].mean[0, 1] < 0  # opposite targets: a step on one hurts the other
+
+
 def test_suggest_groups_errors():
     with pytest.raises(ValueError, match="num_groups must be between 1 and the number of tasks"):
         diagnostics.suggest_groups(np.zeros((2, 2)), ["a", "b"], 3)
