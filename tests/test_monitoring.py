@@ -93,6 +93,19 @@ def test_probes_due_at_the_same_step_share_one_probe_call(tmp_path, rng, monkeyp
     assert cbs[1]._count == 2 and cbs[1].mean[0, 1] < 0  # opposite targets: a step on one hurts the other
 
 
+def test_a_traced_probe_does_not_keep_its_model_alive(rng):
+    import gc
+    import weakref
+
+    x, t = data(rng)
+    model = same_head_model(["up", "down"])
+    diagnostics.traced_probe(model)(x, {"up": t, "down": -t})
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
 def test_suggest_groups_errors():
     with pytest.raises(ValueError, match="num_groups must be between 1 and the number of tasks"):
         diagnostics.suggest_groups(np.zeros((2, 2)), ["a", "b"], 3)
