@@ -390,12 +390,17 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._step = self._epoch_start = 0
         self._epoch_starts = {}
-        optimizer = getattr(self.model, "optimizer", None)
-        self._first_iteration = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
         # A record left by an earlier fit (stopped, or weights since replaced) says nothing of this one.
         finite.clear(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if not self._epoch_starts:
+            # Here, not in on_train_begin: a BackupAndRestore later in the list
+            # restores the optimizer's step count in its on_train_begin.
+            optimizer = getattr(self.model, "optimizer", None)
+            self._first_iteration = (
+                int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
+            )
         self._epoch = epoch
         self._epoch_start = self._step
         self._epoch_starts[epoch] = self._step
@@ -463,8 +468,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         an earlier step than `before` counts (a non-finite loss at `before`
         itself is reported as such).
         """
-        record = finite.first_nonfinite(self.model) if finite.recorded(self.model) else None
         if finite.recorded(self.model):
+            record = finite.first_nonfinite(self.model)
             if record is None:
                 return
             iteration, bad_layers = record
