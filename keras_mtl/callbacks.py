@@ -479,17 +479,11 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             epoch = self._epoch_of(step)
             # A record can be a false alarm (a sum of finite weights that overflowed):
             # confirm it on the weights one by one.
-            if all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in _float_trainables(self.model)):
+            if not _nonfinite_layers(self.model):
                 finite.clear(self.model)
                 return
         else:
-            if self._weights_look_finite():
-                return
-            variables = _float_trainables(self.model)
-            owner = {id(v): layer.name for layer in self.model.layers for v in layer.trainable_variables}
-            bad_layers = sorted(
-                {owner.get(id(v), v.path) for v in variables if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))}
-            )
+            bad_layers = [] if self._weights_look_finite() else _nonfinite_layers(self.model)
             if not bad_layers:
                 return
         self.model.stop_training = True
@@ -510,6 +504,15 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 def _losses_finite(logs: dict) -> bool:
     return all(np.isfinite(float(v)) for k, v in logs.items() if k == "loss" or k.endswith("_loss"))
+
+
+def _nonfinite_layers(model: keras.Model) -> list[str]:
+    """Names of the layers (or variable paths) holding a non-finite trainable float weight, read one by one."""
+    owner = {id(v): layer.name for layer in model.layers for v in layer.trainable_variables}
+    return sorted(
+        {owner.get(id(v), v.path) for v in _float_trainables(model)
+         if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))}
+    )
 
 
 def _float_trainables(model: keras.Model) -> list:

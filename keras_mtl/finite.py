@@ -144,10 +144,9 @@ def first_nonfinite(model: keras.Model) -> tuple[int, list[str]] | None:
     flag = model.__dict__.get(_ATTR)
     if flag is None:
         return None
-    step = int(flag.step.value())
-    if step == 0 and bool(tf.reduce_all(flag.layers.value())):
+    step, finite_layers = int(flag.step.value()), flag.layers.value().numpy()
+    if step == 0 and finite_layers.all():
         return None
-    finite_layers = flag.layers.value().numpy()
     return step, [layer.name for layer, ok in zip(model.layers, finite_layers) if not ok]
 
 
