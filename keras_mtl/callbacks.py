@@ -480,9 +480,12 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             epoch = self._epoch_of(step)
             # A record can be a false alarm (a sum of finite weights that overflowed):
             # confirm it on the weights one by one.
-            if not _nonfinite_layers(self.model):
+            confirmed = _nonfinite_layers(self.model)
+            if not confirmed:
                 finite.clear(self.model)
                 return
+            # A weight no layer of the model holds (a weighting method's): named by its path.
+            bad_layers = bad_layers or confirmed
         else:
             bad_layers = [] if self._weights_look_finite() else _nonfinite_layers(self.model)
             if not bad_layers:
@@ -490,11 +493,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.model.stop_training = True
         names = [t.name for t in getattr(self.model, "tasks", ())]
         tasks = sorted({t for t in (_owning_task(layer, names) for layer in bad_layers) if t})
-        which = (
-            f"the gradients of task(s) {tasks} were non-finite"
-            if tasks
-            else "the gradients of the shared layers were non-finite (no task's own layers are affected)"
-        )
+        layer_names = {layer.name for layer in self.model.layers}
+        if tasks:
+            which = f"the gradients of task(s) {tasks} were non-finite"
+        elif all(name in layer_names for name in bad_layers):
+            which = "the gradients of the shared layers were non-finite (no task's own layers are affected)"
+        else:
+            which = "weights outside the model's layers (e.g. a weighting method's) became non-finite"
         raise FloatingPointError(
             f"Training stopped at epoch {epoch + 1}, step {step}: every loss was finite but {which}; "
             f"layers with non-finite weights after the update: {sorted(bad_layers)}. Check "

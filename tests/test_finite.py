@@ -207,3 +207,18 @@ def test_the_record_costs_one_sum_per_variable_however_many_layers_hold_none():
     ops_few, ops_many = _record_ops(few), _record_ops(many)
     assert ops_few == ops_many
     assert ops_many.count("Sum") == len(many.trainable_variables) == 4
+
+
+def test_a_weight_no_layer_holds_is_recorded_and_named_by_its_path():
+    # Uncertainty's log-variances belong to the weighting method, not to a layer of the model.
+    model = build(weighting="uncertainty")
+    cb = callbacks.StopOnNonFiniteLoss()
+    cb.set_model(model)
+    model.fit(data(np.random.default_rng(0)).take(1), verbose=0)  # step 1, all finite
+    assert finite.first_nonfinite(model) is None
+    (log_variance,) = [v for v in model.trainable_variables if "log_variance" in v.path]
+    log_variance.assign(np.full(log_variance.shape, np.nan, "float32"))
+    finite.record(model)  # as the next step's record would, with optimizer.iterations at 1
+    assert finite.first_nonfinite(model) == (1, [])
+    with pytest.raises(FloatingPointError, match=r"weighting method's\) became non-finite; .* after the update: \['.*log_variance'\]"):
+        cb.check_model_weights(epoch=0, step=2)
