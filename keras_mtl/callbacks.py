@@ -449,7 +449,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def _weights_look_finite(self) -> bool:
         if self._all_finite is None:
             # A model whose step records nothing (not a MultiTaskModel): one fused reduction per step.
-            variables = _float_trainables(self.model)
+            variables = finite.float_trainables(self.model)
             self._all_finite = tf.function(
                 lambda: tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
                 if variables
@@ -517,13 +517,9 @@ def _nonfinite_layers(model: keras.Model) -> list[str]:
     """Names of the layers (or variable paths) holding a non-finite trainable float weight, read one by one."""
     owner = {id(v): layer.name for layer in model.layers for v in layer.trainable_variables}
     return sorted(
-        {owner.get(id(v), v.path) for v in _float_trainables(model)
+        {owner.get(id(v), v.path) for v in finite.float_trainables(model)
          if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))}
     )
-
-
-def _float_trainables(model: keras.Model) -> list:
-    return [v for v in model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
 
 
 def _owning_task(layer: str, task_names: Sequence[str]) -> str | None:

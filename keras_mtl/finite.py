@@ -109,7 +109,7 @@ def record(model: keras.Model) -> None:
     flag = model.__dict__.get(_ATTR)
     if flag is None:
         return
-    variables = [v for v in model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
+    variables = float_trainables(model)
     flag.recorded = True  # while tracing: the callback can tell a train function that records
     if not variables:
         return
@@ -131,6 +131,18 @@ def record(model: keras.Model) -> None:
     step = tf.cast(optimizer.iterations, tf.int64) if optimizer is not None else tf.constant(0, tf.int64)
     flag.step.assign(tf.where(first, step, flag.step))
     flag.layers.assign(tf.where(first, finite_layers, flag.layers))
+
+
+def float_trainables(model: keras.Model) -> list:
+    """The trainable float variables of `model`: the weights the record (and the exact check) look at.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> m = mtl.models.shared_bottom(keras.Input((3,)), [mtl.tasks.Binary("a")], trunk=mtl.trunks.mlp([2]))
+    >>> len(float_trainables(m))
+    4
+    """
+    return [v for v in model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
 
 
 def first_nonfinite(model: keras.Model) -> tuple[int, list[str]] | None:
