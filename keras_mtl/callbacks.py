@@ -20,7 +20,9 @@ for nothing when it logs per epoch.
   gate × expert mean gate weights as a heatmap image, and `experts.json`.
 
 All write to `<log_dir>/mtl`, off the training step: a probe costs one
-forward and T backward passes on one batch.
+forward and T backward passes on one batch, an affinity check T more
+forward passes. They write with `keras_mtl.events` (summary protos built
+from numpy, no TensorFlow ops per value).
 """
 
 from __future__ import annotations
@@ -35,14 +37,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import diagnostics, finite
+from keras_mtl import diagnostics, events, finite
 from keras_mtl.layers.gate_layout import gate_layout, gate_tables
 
 
 # model -> {id(raw probe features): (raw features, encoded features)}, while the model lives.
 _ENCODED_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# model -> (key, (task gradients, task losses)) of its last probe: at a step where
-# both probes are due (every affinity check, at the default frequencies) they share it.
+# model -> (key, diagnostics.Probed) of its last probe: at a step where both probes
+# are due (every affinity check, at the default frequencies) they share it.
 _LAST_PROBE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -53,22 +55,15 @@ def _probe_batch(probe):
 
 
 class _MTLWriter(keras.callbacks.Callback):
-    """Owns the `<log_dir>/mtl` summary writer."""
+    """Owns an event file in `<log_dir>/mtl` (one per fit: closed when training ends)."""
 
     def __init__(self, log_dir: str):
         super().__init__()
         self.log_dir = os.path.join(str(log_dir), "mtl")
-        self._writer = None
-
-    @property
-    def writer(self):
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        return self._writer
+        self.writer = events.EventWriter(self.log_dir)
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.flush()
+        self.writer.close()
 
     @property
     def task_names(self) -> list[str]:
@@ -115,15 +110,14 @@ class TaskScalars(_MTLWriter):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        with self.writer.as_default(step=epoch):
-            for task in self.task_names:
-                for key, value in logs.items():
-                    for prefix, out in ((f"{task}_", ""), (f"val_{task}_", "val_")):
-                        if key.startswith(prefix):
-                            tf.summary.scalar(f"{task}/{out}{key[len(prefix):]}", float(value))
-            lr = getattr(self.model.optimizer, "learning_rate", None)
-            if lr is not None:
-                tf.summary.scalar("optimizer/learning_rate", float(keras.ops.convert_to_numpy(lr)))
+        for task in self.task_names:
+            for key, value in logs.items():
+                for prefix, out in ((f"{task}_", ""), (f"val_{task}_", "val_")):
+                    if key.startswith(prefix):
+                        self.writer.scalar(f"{task}/{out}{key[len(prefix):]}", float(value), epoch)
+        lr = getattr(self.model.optimizer, "learning_rate", None)
+        if lr is not None:
+            self.writer.scalar("optimizer/learning_rate", float(keras.ops.convert_to_numpy(lr)), epoch)
         # Once an epoch: a run killed later keeps every finished epoch's scalars.
         self.writer.flush()
 
@@ -166,20 +160,21 @@ class _Probe(_MTLWriter):
             cache[id(self.x)] = (self.x, encoded)
         return encoded
 
-    def probe(self):
-        """The model's task gradients and losses on the probe batch at its current weights.
+    def probe(self, lookahead_rate: float | None = None) -> diagnostics.Probed:
+        """The model's task gradients and losses on the probe batch at its current weights (`diagnostics.traced_probe`).
 
         Computed once per optimizer step for every probe callback given the
-        same batch, so affinity checks reuse the conflict check's call.
+        same batch: a conflict check reuses the affinity check's call of the
+        same step (`monitoring` lists `TaskAffinity` first for that).
         """
         optimizer = getattr(self.model, "optimizer", None)
         step = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else None
         key = (step, id(self.x), id(self.y), id(self.sample_weight))
         last = _LAST_PROBE.get(self.model)
-        if step is not None and last is not None and last[0] == key:
+        if step is not None and last is not None and last[0] == key and lookahead_rate in (None, last[2]):
             return last[1]
-        result = diagnostics.traced_probe(self.model)(self.inputs, self.y, self.sample_weight)
-        _LAST_PROBE[self.model] = (key, result)
+        result = diagnostics.traced_probe(self.model)(self.inputs, self.y, self.sample_weight, lookahead_rate)
+        _LAST_PROBE[self.model] = (key, result, lookahead_rate)
         return result
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -193,6 +188,8 @@ class _Probe(_MTLWriter):
         if self._step and self._step % self.every_n_steps == 0 and self._checked != self._step:
             self._checked = self._step
             self.check(self._step)
+            # Each check on disk (0.1 ms): a run killed later keeps what it measured.
+            self.writer.flush()
 
 
 class GradientConflict(_Probe):
@@ -221,24 +218,27 @@ class GradientConflict(_Probe):
 
     def check(self, step: int) -> np.ndarray:
         """Probes now and writes the results at `step`; returns the cosine matrix."""
-        grads, _ = self.probe()
+        grads = self.probe().gradients
         cos = diagnostics.cosine_matrix(grads)
         norms = np.linalg.norm(np.asarray(grads, dtype=np.float64), axis=1)
         names = self.task_names
         self._checks += 1
         self._conflicts += int(any(cos[i, j] < 0 for i, j in diagnostics.pairs(names)))
-        with self.writer.as_default(step=step):
-            for name, norm in zip(names, norms):
-                tf.summary.scalar(f"{name}/grad_norm", norm)
-            for i, j in diagnostics.pairs(names):
-                tf.summary.scalar(f"conflict/cosine/{names[i]}__{names[j]}", cos[i, j])
-            tf.summary.scalar("conflict/share", self._conflicts / self._checks)
-            tf.summary.image("conflict/cosine_matrix", diagnostics.heatmap_image(cos))
+        for name, norm in zip(names, norms):
+            self.writer.scalar(f"{name}/grad_norm", norm, step)
+        for i, j in diagnostics.pairs(names):
+            self.writer.scalar(f"conflict/cosine/{names[i]}__{names[j]}", cos[i, j], step)
+        self.writer.scalar("conflict/share", self._conflicts / self._checks, step)
+        self.writer.image("conflict/cosine_matrix", diagnostics.heatmap_image(cos), step)
         return cos
 
 
 class TaskAffinity(_Probe):
     """Every `every_n_steps` steps: lookahead inter-task affinity on a probe batch, averaged over the run.
+
+    A check is one probe call (`diagnostics.traced_probe` with its
+    lookahead: T trial forward passes after the probe's own); the weights
+    are never written.
 
     Tags `affinity/<i>__to__<j>` and the image `affinity/matrix`; at the end of
     training `<log_dir>/mtl/affinity.json` holds the mean matrix, the task
@@ -261,22 +261,16 @@ class TaskAffinity(_Probe):
 
     def check(self, step: int) -> np.ndarray:
         """Measures affinity now, logs it at `step`, and returns the running mean."""
-        a = np.asarray(
-            diagnostics.lookahead_affinity(
-                self.model, self.inputs, self.y, self.sample_weight, self.learning_rate, probed=self.probe()
-            ),
-            dtype=np.float64,
-        )
+        a = np.asarray(diagnostics.affinity(self.probe(self.learning_rate)), dtype=np.float64)
         self._sum = a if self._sum is None else self._sum + a
         self._count += 1
         names = self.task_names
-        with self.writer.as_default(step=step):
-            for i, src in enumerate(names):
-                for j, dst in enumerate(names):
-                    if i != j:
-                        tf.summary.scalar(f"affinity/{src}__to__{dst}", a[i, j])
-            scale = max(np.abs(self.mean).max(), 1e-12)
-            tf.summary.image("affinity/matrix", diagnostics.heatmap_image(self.mean, -scale, scale))
+        for i, src in enumerate(names):
+            for j, dst in enumerate(names):
+                if i != j:
+                    self.writer.scalar(f"affinity/{src}__to__{dst}", a[i, j], step)
+        scale = max(np.abs(self.mean).max(), 1e-12)
+        self.writer.image("affinity/matrix", diagnostics.heatmap_image(self.mean, -scale, scale), step)
         return self.mean
 
     @property
@@ -327,11 +321,10 @@ class ExpertUtilisation(_MTLWriter):
         tables = gate_tables(self._layout, logs or {}) if self._layout else []
         if not tables:
             return
-        with self.writer.as_default(step=epoch):
-            for table in tables:
-                level = table.name[len("shared_experts"):]
-                # Weights lie in [0, 1]: on the -1..1 scale 0 is white and 1 red.
-                tf.summary.image(f"experts/utilisation{level}", diagnostics.heatmap_image(table.weights))
+        for table in tables:
+            level = table.name[len("shared_experts"):]
+            # Weights lie in [0, 1]: on the -1..1 scale 0 is white and 1 red.
+            self.writer.image(f"experts/utilisation{level}", diagnostics.heatmap_image(table.weights), epoch)
         result = {
             "epoch": epoch,
             "levels": [
@@ -564,10 +557,11 @@ def monitoring(
     if model is None or gate_layout(model):
         callbacks.append(ExpertUtilisation(log_dir))
     if probe is not None:
-        if conflict_every:
-            callbacks.append(GradientConflict(log_dir, probe, every_n_steps=conflict_every))
+        # Affinity first: where both are due, the conflict check reuses its probe call.
         if affinity_every:
             callbacks.append(TaskAffinity(log_dir, probe, every_n_steps=affinity_every))
+        if conflict_every:
+            callbacks.append(GradientConflict(log_dir, probe, every_n_steps=conflict_every))
     return callbacks
 
 

@@ -6,12 +6,13 @@ every N steps and writes the answers to TensorBoard.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import weakref
 from collections.abc import Mapping
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
-import keras  # noqa: F401  (the docstring examples use it)
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -46,14 +47,24 @@ def task_gradients_and_losses(model, x, y, sample_weight=None, *, check_labels: 
     >>> [t.shape for t in task_gradients_and_losses(m, np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.ones(4)})]
     [TensorShape([2, 9]), TensorShape([2])]
     """
-    shared = model.shared_variables
     with tf.GradientTape(persistent=True) as tape:
-        y_pred = model(x, training=False)
-        losses, _ = model.task_losses(y, y_pred, sample_weight, check=check_labels)
-        task_losses = [losses[t.name] for t in model.tasks]
-    grads, _ = per_task_gradients(tape, task_losses, shared)
+        task_losses = _task_losses(model, x, y, sample_weight, check_labels)
+    grads, _ = per_task_gradients(tape, task_losses, model.shared_variables)
     del tape
     return grads, tf.stack(task_losses)
+
+
+def _task_losses(model, x, y, sample_weight, check_labels: bool, shared_values=None) -> list:
+    """The task losses in task order; with `shared_values`, read in place of the shared variables' values."""
+    scope = (
+        keras.StatelessScope(state_mapping=list(zip(model.shared_variables, shared_values)))
+        if shared_values is not None
+        else contextlib.nullcontext()
+    )
+    with scope:
+        y_pred = model(x, training=False)
+    losses, _ = model.task_losses(y, y_pred, sample_weight, check=check_labels)
+    return [losses[t.name] for t in model.tasks]
 
 
 def cosine_matrix(grads: tf.Tensor) -> np.ndarray:
@@ -71,16 +82,41 @@ def cosine_matrix(grads: tf.Tensor) -> np.ndarray:
     return np.clip(cos, -1.0, 1.0)
 
 
+class Probed(NamedTuple):
+    """What a probe measured on one batch at the model's current weights.
+
+    `gradients` (T, P): each task's gradient on the shared variables;
+    `losses` (T,): the task losses; `lookahead_losses` (T, T) or None: row i
+    holds every task's loss after one SGD step on task i's gradient (only
+    when the probe was asked for it, see `traced_probe`).
+    """
+
+    gradients: tf.Tensor
+    losses: tf.Tensor
+    lookahead_losses: tf.Tensor | None = None
+
+
 _PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def traced_probe(model):
-    """`task_gradients_and_losses` for `model`, traced once into a `tf.function` and kept while the model lives.
+    """A function `probe(x, y, sample_weight=None, lookahead_rate=None) -> Probed` for `model`, traced once.
 
-    Tracing a function that runs the model (preprocessing included) costs
-    far more than calling it: on census-income's 39-column model about 0.5 s
-    of CPU to trace, against 7 ms a call. So every probe (gradient conflict,
-    task affinity) calls this one function rather than tracing its own.
+    It returns `task_gradients_and_losses` and, given `lookahead_rate`, the
+    losses after one SGD step of that rate on each task's gradient (the
+    lookahead of `lookahead_affinity`). The model's weights are never
+    written: a trial step's losses come from a forward pass that reads the
+    trial values in place of the shared variables (`keras.StatelessScope`).
+
+    One traced graph serves both kinds of call, kept while the model lives:
+    tracing a function that runs the model costs far more than calling it
+    (census-income: ~0.1 s to trace, ~0.05 s to prepare the graph at its
+    first call, against 5 ms a call), so every probe (gradient conflict,
+    task affinity) calls this one function rather than tracing its own. It
+    takes the shared weights as `w - rate * direction` (the probe: rate 0;
+    trial step i: task i's gradient) and runs its backward passes in a
+    branch that trial steps skip: a trial costs a forward pass (2 ms).
+
     Each call checks the batch's labels in numpy (`keras_mtl.data.checks`,
     the same rules as the training data) and the traced graph has no label
     asserts: on a census-income probe, tracing them was half the tracing
@@ -92,25 +128,56 @@ def traced_probe(model):
     >>> m = mtl.models.shared_bottom(keras.Input((2,)), [mtl.tasks.Regression("a"), mtl.tasks.Regression("b")],
     ...                              trunk=mtl.trunks.mlp([3]))
     >>> m.compile(optimizer="sgd")
-    >>> traced_probe(m) is traced_probe(m)
+    >>> probe = traced_probe(m)
+    >>> probe is traced_probe(m)
     True
+    >>> probed = probe(np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.ones(4)}, lookahead_rate=0.1)
+    >>> probed.gradients.shape, probed.losses.shape, probed.lookahead_losses.shape
+    (TensorShape([2, 9]), TensorShape([2]), TensorShape([2, 2]))
     """
     if model not in _PROBES:
-        # Weakly: a value that held the model would keep its key alive for good.
+        # Weakly: the function is kept in a weak-keyed cache under the model,
+        # and a value that held its key would keep it alive for good.
         ref = weakref.ref(model)
-        # autograph=False: nothing here branches on tensor values, and
-        # AutoGraph's conversion of every layer call was most of the tracing
-        # time (census-income: 1.3 s -> 0.47 s of CPU).
-        traced = tf.function(
-            lambda x, y, w=None: task_gradients_and_losses(ref(), x, y, w, check_labels=False), autograph=False
-        )
+        # autograph=False: nothing here branches on tensor values in Python,
+        # and AutoGraph's conversion of every layer call was most of the
+        # tracing time (census-income: 1.3 s -> 0.47 s of CPU).
+        traced = tf.function(lambda *args: _probe_graph(ref(), *args), autograph=False)
+        size = sum(int(np.prod(v.shape)) for v in model.shared_variables)
+        # Tensors, not Python values: each new value would trace the function again.
+        no_step, zero, yes, no = tf.zeros([size], tf.float32), tf.constant(0.0), tf.constant(True), tf.constant(False)
 
-        def probe(x, y, sample_weight=None):
+        def probe(x, y, sample_weight=None, lookahead_rate: float | None = None) -> Probed:
             _check_labels(ref(), y)
-            return traced(x, y, sample_weight)
+            grads, losses = traced(x, y, sample_weight, no_step, zero, yes)
+            if lookahead_rate is None:
+                return Probed(grads, losses)
+            rate = tf.constant(lookahead_rate, tf.float32)
+            after = [traced(x, y, sample_weight, g, rate, no)[1] for g in tf.unstack(grads)]
+            return Probed(grads, losses, tf.stack(after))
 
         _PROBES[model] = probe
     return _PROBES[model]
+
+
+def _probe_graph(model, x, y, sample_weight, direction, rate, with_gradients):
+    """Task gradients and losses at the shared weights `w - rate * direction` (gradients only if `with_gradients`)."""
+    shared = model.shared_variables
+    sizes = [int(np.prod(v.shape)) for v in shared]
+    with tf.GradientTape(persistent=True) as tape:
+        # Gradients on these values are the gradients on the variables (w - 0 * d is w exactly).
+        values = [
+            v.value - tf.cast(rate * tf.reshape(d, v.shape), v.dtype)
+            for v, d in zip(shared, tf.split(direction, sizes) if shared else [])
+        ]
+        task_losses = _task_losses(model, x, y, sample_weight, False, values)
+    grads = tf.cond(
+        with_gradients,
+        lambda: per_task_gradients(tape, task_losses, values)[0],
+        lambda: tf.zeros([len(task_losses), sum(sizes)], tf.float32),
+    )
+    del tape
+    return grads, tf.stack(task_losses)
 
 
 def _check_labels(model, y) -> None:
@@ -124,19 +191,12 @@ def _check_labels(model, y) -> None:
             check_labels(task, y[task.label], "the probe batch", require_some=False)
 
 
-def lookahead_affinity(
-    model, x, y, sample_weight=None, learning_rate: float = 0.1, *, probed: tuple | None = None
-) -> tf.Tensor:
+def lookahead_affinity(model, x, y, sample_weight=None, learning_rate: float = 0.1) -> tf.Tensor:
     """Inter-task affinity (Fifty et al., NeurIPS 2021): A[i, j] = 1 - L_j(after a step on task i) / L_j(now).
 
     The step is plain SGD with `learning_rate` on the shared variables only,
-    using task i's gradient; the variables are restored afterwards. A[i, j] > 0:
-    training on task i lowers task j's loss (i helps j); < 0: it hurts.
-    Gradients and losses come from the model's `traced_probe`; its gradients
-    after each trial step go unused, which costs less than tracing a second,
-    loss-only function. `probed`: the probe's `(gradients, losses)` on this
-    batch at the current weights, when already at hand (the gradient-conflict
-    check of the same step), saves one call.
+    using task i's gradient. A[i, j] > 0: training on task i lowers task j's
+    loss (i helps j); < 0: it hurts. The model's weights are never written.
 
     Example:
     >>> import keras_mtl as mtl
@@ -146,19 +206,19 @@ def lookahead_affinity(
     >>> lookahead_affinity(m, np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.ones(4)}).shape
     TensorShape([2, 2])
     """
-    probe = traced_probe(model)
-    shared = model.shared_variables
-    grads, before = probed if probed is not None else probe(x, y, sample_weight)
-    saved = [tf.identity(v) for v in shared]
-    sizes = [int(np.prod(v.shape)) for v in shared]
-    rows = []
-    for i in range(len(model.tasks)):
-        for v, s, g in zip(shared, saved, tf.split(grads[i], sizes)):
-            v.assign(s - learning_rate * tf.reshape(g, v.shape))
-        rows.append(1.0 - probe(x, y, sample_weight)[1] / tf.maximum(before, 1e-12))
-    for v, s in zip(shared, saved):
-        v.assign(s)
-    return tf.stack(rows)
+    return affinity(traced_probe(model)(x, y, sample_weight, lookahead_rate=learning_rate))
+
+
+def affinity(probed: Probed) -> tf.Tensor:
+    """The lookahead affinity matrix of a probe asked for its lookahead (see `lookahead_affinity`).
+
+    Example:
+    >>> affinity(Probed(None, tf.constant([2.0, 4.0]), tf.constant([[1.0, 5.0], [2.0, 3.0]]))).numpy().tolist()
+    [[0.5, -0.25], [0.0, 0.25]]
+    """
+    if probed.lookahead_losses is None:
+        raise ValueError("This probe was not asked for its lookahead: call it with lookahead_rate.")
+    return 1.0 - probed.lookahead_losses / tf.maximum(probed.losses, 1e-12)
 
 
 def _partitions(items: list, k: int):

@@ -60,6 +60,44 @@ def test_affinity_signs(rng):
     assert diagnostics.suggest_groups(a, ["a", "same", "opposite"], 2) == [["a", "same"], ["opposite"]]
 
 
+def test_affinity_is_one_minus_the_loss_ratio_after_an_sgd_step_on_the_shared_weights(rng):
+    """A[i, j] = 1 - L_j(w - lr * g_i) / L_j(w), with g_i task i's gradient on the shared
+    weights only, computed here by writing the trial weights into the model and evaluating."""
+    x, t = data(rng, 32)
+    model = same_head_model(["a", "b"])
+    y = {"a": t, "b": 0.5 * t + 1.0}
+    lr = 0.003
+    shared = model.shared_variables
+    before = [v.numpy() for v in shared]
+    heads = {n: model.get_layer(n).get_weights() for n in ("a", "b")}
+
+    def losses():
+        values, _ = model.task_losses(y, model(x, training=False))
+        return np.array([float(values["a"]), float(values["b"])])
+
+    grads = diagnostics.task_gradients(model, x, y).numpy()
+    now = losses()
+    expected = np.zeros((2, 2))
+    for i in range(2):
+        offset = 0
+        for v, w in zip(shared, before):
+            v.assign(w - lr * grads[i, offset:offset + w.size].reshape(w.shape))
+            offset += w.size
+        expected[i] = 1.0 - losses() / now
+        for v, w in zip(shared, before):
+            v.assign(w)
+    assert offset == grads.shape[1]  # the gradient covers the shared weights, nothing else
+
+    got = diagnostics.lookahead_affinity(model, x, y, learning_rate=lr).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert abs(expected).min() > 1e-4  # a step moves every loss: the comparison is not 0 == 0
+    for v, w in zip(shared, before):  # the model's weights are never written
+        np.testing.assert_array_equal(v.numpy(), w)
+    for n, w in heads.items():
+        for a, b in zip(model.get_layer(n).get_weights(), w):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_probes_check_their_batch_labels_in_numpy_and_name_the_task(tmp_path, rng):
     x, t = data(rng)
     model = mtl.models.shared_bottom(
@@ -82,15 +120,16 @@ def test_probes_due_at_the_same_step_share_one_probe_call(tmp_path, rng, monkeyp
     x, t = data(rng)
     model = same_head_model(["up", "down"])
     probe = (x[:16], {"up": t[:16], "down": -t[:16]})
-    cbs = [callbacks.GradientConflict(str(tmp_path), probe, every_n_steps=2),
-           callbacks.TaskAffinity(str(tmp_path), probe, every_n_steps=2)]
+    cbs = [callbacks.TaskAffinity(str(tmp_path), probe, every_n_steps=2),  # in `monitoring`'s order
+           callbacks.GradientConflict(str(tmp_path), probe, every_n_steps=2)]
     traced = diagnostics.traced_probe(model)
     calls = []
     monkeypatch.setitem(diagnostics._PROBES, model, lambda *a: calls.append(1) or traced(*a))
     model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=1, verbose=0, callbacks=cbs)  # 4 steps
-    # 2 checks each: conflict 1 call, affinity 1 trial step per task (2) + the conflict's call reused.
-    assert len(calls) == 2 * 1 + 2 * 2
-    assert cbs[1]._count == 2 and cbs[1].mean[0, 1] < 0  # opposite targets: a step on one hurts the other
+    # 2 checks each: one call per step; the conflict check reuses the affinity check's (lookahead included).
+    assert len(calls) == 2
+    assert cbs[0]._count == 2 and cbs[0].mean[0, 1] < 0  # opposite targets: a step on one hurts the other
+    assert cbs[1]._checks == 2
 
 
 def test_a_traced_probe_does_not_keep_its_model_alive(rng):
