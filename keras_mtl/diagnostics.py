@@ -176,7 +176,6 @@ def _probe_graph(model, x, y, sample_weight, direction, rate, with_gradients):
         lambda: per_task_gradients(tape, task_losses, values)[0],
         lambda: tf.zeros([len(task_losses), sum(sizes)], tf.float32),
     )
-    del tape
     return grads, tf.stack(task_losses)
 
 
