@@ -13,6 +13,7 @@ TensorBoard, its `EventAccumulator` and `keras-mtl report` read them alike.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 
@@ -86,3 +87,47 @@ class EventWriter:
         if self._file is None:
             self._file = EventFileWriter(self.log_dir)
         self._file.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+
+class ScalarSummaries:
+    """The scalar part of the `tf.summary` module's API, written with `EventWriter`s.
+
+    What Keras' `TensorBoard` callback calls when it logs scalars per epoch
+    (`create_file_writer`, a writer's `as_default()` and `close()`, and
+    `scalar(name, data, step)`); `keras_mtl.callbacks.TensorBoard` gives it
+    to Keras in place of `tf.summary` then. It writes the same records.
+
+    Example:
+    >>> import tempfile
+    >>> summary = ScalarSummaries()
+    >>> writer = summary.create_file_writer(tempfile.mkdtemp())
+    >>> with writer.as_default():
+    ...     summary.scalar("epoch_loss", 0.25, step=0)
+    >>> writer.close()
+    """
+
+    def __init__(self):
+        self._default: EventWriter | None = None
+
+    def create_file_writer(self, log_dir: str) -> "_DefaultableWriter":
+        return _DefaultableWriter(self, log_dir)
+
+    def scalar(self, name: str, data, step) -> None:
+        if self._default is None:
+            raise RuntimeError(f"No default writer for scalar {name!r}: write inside `writer.as_default()`.")
+        # `step` may be a variable (an optimizer's iteration count).
+        self._default.scalar(name, float(np.asarray(data)), int(np.asarray(step)))
+
+
+class _DefaultableWriter(EventWriter):
+    def __init__(self, summaries: ScalarSummaries, log_dir: str):
+        super().__init__(log_dir)
+        self._summaries = summaries
+
+    @contextlib.contextmanager
+    def as_default(self, step=None):
+        previous, self._summaries._default = self._summaries._default, self
+        try:
+            yield self
+        finally:
+            self._summaries._default = previous

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import keras_mtl as mtl
-from keras_mtl import callbacks, diagnostics
+from keras_mtl import callbacks, diagnostics, events
 
 
 def same_head_model(names):
@@ -173,6 +173,18 @@ def test_callbacks_write_readable_events(tmp_path, rng):
     assert result["tasks"] == ["up", "down"] and result["measurements"] == 4
     assert result["affinity"][0][1] < 0
     assert result["groupings"]["2"] == [["up"], ["down"]]
+
+
+def test_event_writer_rejects_what_is_not_one_uint8_image_and_names_the_tag(tmp_path):
+    writer = events.EventWriter(str(tmp_path))
+    with pytest.raises(ValueError, match=r"one image, got a batch of shape \(2, 4, 4, 3\) for 'a/m'"):
+        writer.image("a/m", np.zeros((2, 4, 4, 3), np.uint8), step=0)
+    with pytest.raises(ValueError, match=r"uint8 pixels for 'a/m', got shape \(4, 4, 3\) and dtype float32"):
+        writer.image("a/m", np.zeros((4, 4, 3), np.float32), step=0)
+    with pytest.raises(RuntimeError, match="No default writer for scalar 'x'"):
+        events.ScalarSummaries().scalar("x", 1.0, step=0)
+    writer.close()
+    assert list(tmp_path.iterdir()) == []  # nothing written, no empty event file left behind
 
 
 def test_bad_frequencies(tmp_path):
@@ -406,11 +418,19 @@ def test_tensorboard_skips_per_step_work_it_would_not_write(tmp_path, rng, monke
     x, t = data(rng, 64)
     model = same_head_model(["up", "down"])
     tb = callbacks.TensorBoard(str(tmp_path), write_graph=write_graph)
-    model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=2, verbose=0, callbacks=[tb])
+    model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=2, verbose=0, callbacks=[tb],
+              validation_data=(x, {"up": t, "down": -t}))
     assert len(calls) == full_calls  # only the first step, to write the graph
-    acc = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
-    acc.Reload()
-    assert len(acc.Tensors("epoch_up_loss")) == 2  # epoch logging is Keras' own
+    # Per-epoch scalars only: Keras' epoch logging writes through keras_mtl.events (no TF ops per value).
+    assert isinstance(tb.summary, events.ScalarSummaries) is (not write_graph)
+    history = model.history.history
+    for run, prefix in (("train", ""), ("validation", "val_")):
+        acc = EventAccumulator(str(tmp_path / run), size_guidance={"tensors": 0})
+        acc.Reload()
+        written = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("epoch_up_loss")]
+        np.testing.assert_allclose(written, history[f"{prefix}up_loss"], rtol=1e-6)  # epoch logging is Keras' own
+    steps = [e.step for e in acc.Tensors("evaluation_up_loss_vs_iterations")]
+    assert steps == [4, 8]  # Keras' evaluation scalars, stepped by the optimizer's iterations
     # Per-step logging still goes through Keras' code.
     calls.clear()
     per_step = callbacks.TensorBoard(str(tmp_path / "steps"), update_freq=1, write_graph=False)
