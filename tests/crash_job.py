@@ -108,7 +108,7 @@ def main(mode: str, workdir: Path) -> None:
         mtl.export.export_saved_model(model, workdir / "exports")
     elif mode == "tensorboard":
         logs = str(workdir / "logs")
-        callbacks = [keras.callbacks.TensorBoard(logs), mtl_callbacks.TaskScalars(logs), Snapshot(workdir, 2)]
+        callbacks = [mtl_callbacks.TensorBoard(logs), mtl_callbacks.TaskScalars(logs), Snapshot(workdir, 2)]
         model.fit(x, y, callbacks=callbacks, **fit)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
