@@ -430,13 +430,16 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         # this is called once per execution, not once per step.
         self._step = self._epoch_start + batch + 1
         logs = logs or {}
+        # Runs after every step: the common case (finite losses, recorded weights) tests the losses once.
+        losses_finite = _losses_finite(logs)
         if self.check_weights and self.model is not None:
             if not finite.recorded(self.model):
                 self.check_model_weights(self._epoch, self._step)  # a plain Keras model: every step
-            elif not _losses_finite(logs):
+            elif not losses_finite:
                 # Weights made non-finite by an earlier step with finite losses come first.
                 self.check_model_weights(self._epoch, self._step, before=self._step)
-        self.check(logs, self._epoch, self._step)
+        if not losses_finite:
+            self.check(logs, self._epoch, self._step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.check_weights and self.model is not None and finite.recorded(self.model):

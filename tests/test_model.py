@@ -38,6 +38,8 @@ def test_shared_bottom_outputs_named_after_tasks():
 def test_single_task_is_the_same_trunk_with_one_head():
     model = mtl.models.single_task(keras.Input((4,)), tasks.Binary("a"), trunk=mtl.trunks.mlp([8]))
     assert model.output_names == ["a"] and model.name == "single_task_a"
+    with pytest.raises(TypeError, match=r"single_task takes one Task, got a list of 2: build one single_task model"):
+        mtl.models.single_task(keras.Input((4,)), [tasks.Binary("a"), tasks.Binary("b")])
     assert model.shared_layers == ["trunk_dense_0", "a"]  # one task: all of it is "shared"
 
 

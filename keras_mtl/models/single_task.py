@@ -23,6 +23,9 @@ def single_task(
     >>> model.output_names
     ['y']
     """
+    if not isinstance(task, Task):
+        given = f"a {type(task).__name__} of {len(task)}" if isinstance(task, (list, tuple)) else repr(task)
+        raise TypeError(f"single_task takes one Task, got {given}: build one single_task model per task.")
     return shared_bottom(
         inputs, [task], trunk, name=name or f"single_task_{task.name}", unknown_labels="ignore"
     )
