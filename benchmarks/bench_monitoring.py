@@ -22,7 +22,9 @@ XLA-compiling the step, where an in-step cost shows as compile time;
 test-function call (Keras' loop, the callbacks' hooks); "accounted
 overhead" is what those two add over "off" in the same repeat (median), as
 a share of the median "off" fit: the part of the ratio not drowned by the
-steps' own ±5% variation between identical fits.
+steps' own ±5% variation between identical fits. "CPU" is the process's
+CPU time (all threads) during the fit: other load on the machine does not
+add to it.
 Prints Markdown; target: overhead <= 5%.
 """
 
@@ -119,7 +121,7 @@ def time_calls(model, calls: list) -> None:
 
 
 def timed_fit(data, probe, variant, epochs: int, seed: int, spent: dict | None = None,
-              calls: list | None = None) -> float:
+              calls: list | None = None, cpu_times: list | None = None) -> float:
     keras.utils.set_random_seed(seed)
     model = build(data)
     if calls is not None:
@@ -137,9 +139,11 @@ def timed_fit(data, probe, variant, epochs: int, seed: int, spent: dict | None =
         # The previous fit's model and traced functions are garbage now: collect
         # them here, not at some point inside this fit's timing.
         gc.collect()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=0,
                   shuffle=False, callbacks=callbacks)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - cpu)
         return time.perf_counter() - start
 
 
@@ -165,10 +169,11 @@ def main():
     times = {v: [] for v in variants}
     firsts = {v: [] for v in variants}
     outside = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
     for r in range(args.repeats):
         for v in variants:  # alternating: every repeat runs every variant once
             calls = []
-            total = timed_fit(data, probe, VARIANTS[v][1], args.epochs, seed=r, calls=calls)
+            total = timed_fit(data, probe, VARIANTS[v][1], args.epochs, seed=r, calls=calls, cpu_times=cpu[v])
             times[v].append(total)
             firsts[v].append(calls[0][1])
             outside[v].append(total - sum(seconds for _, seconds in calls))
@@ -179,8 +184,8 @@ def main():
     # repeats: "paired" divides each fit by the "off" fit of the same repeat (run
     # minutes apart at most), "fastest" the fastest fit of each by the fastest "off".
     print("| monitoring | fit s (median) | all runs (s) | ratio to off | paired ratio (median) | fastest runs ratio "
-          "| first step s (median) | outside the steps s (median) | accounted overhead |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+          "| first step s (median) | outside the steps s (median) | accounted overhead | CPU s (median) "
+          "| CPU paired ratio (median) |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         med = statistics.median(times[v])
         runs = ", ".join(f"{t:.1f}" for t in times[v])
@@ -192,7 +197,9 @@ def main():
         added = [f - fo + o - oo for f, o, fo, oo in zip(firsts[v], outside[v], firsts["off"], outside["off"])]
         print(f"| {VARIANTS[v][0]} | {med:.2f} | {runs} | {med / off:.3f} | {paired:.3f} "
               f"| {min(times[v]) / min(times['off']):.3f} | {statistics.median(firsts[v]):.2f} "
-              f"| {statistics.median(outside[v]):.2f} | {statistics.median(added) / off:.1%} |")
+              f"| {statistics.median(outside[v]):.2f} | {statistics.median(added) / off:.1%} "
+              f"| {statistics.median(cpu[v]):.2f} "
+              f"| {statistics.median(c / o for c, o in zip(cpu[v], cpu['off'])):.3f} |")
     if args.profile:
         # Less sensitive to other load than the ratios above: only what runs inside the
         # hooks, not Keras reading each step's logs back or the flag the step computes.
