@@ -90,6 +90,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
     'epoch'
     """
 
+    _scalar_summaries = None  # an events.ScalarSummaries while Keras only writes per-epoch scalars
+
     def _per_epoch_only(self) -> bool:
         return (
             self.update_freq == "epoch"
@@ -108,7 +110,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     @property
     def summary(self):
-        if getattr(self, "_scalar_summaries", None) is not None:
+        if self._scalar_summaries is not None:
             return self._scalar_summaries
         return super().summary
 

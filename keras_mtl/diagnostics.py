@@ -6,7 +6,6 @@ every N steps and writes the answers to TensorBoard.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import weakref
 from collections.abc import Mapping
@@ -37,7 +36,8 @@ def task_gradients_and_losses(model, x, y, sample_weight=None, *, check_labels: 
     """`task_gradients` (T, P) and the task losses (T,) they are the gradients of, from one forward pass.
 
     `check_labels=False` leaves out the in-graph label asserts, for labels
-    already checked (as `traced_probe` does in numpy).
+    already checked (as `traced_probe` does in numpy). It is the probe's own
+    computation (`traced_probe`) at the current weights, run as it is called.
 
     Example:
     >>> import keras_mtl as mtl
@@ -47,24 +47,11 @@ def task_gradients_and_losses(model, x, y, sample_weight=None, *, check_labels: 
     >>> [t.shape for t in task_gradients_and_losses(m, np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.ones(4)})]
     [TensorShape([2, 9]), TensorShape([2])]
     """
-    with tf.GradientTape(persistent=True) as tape:
-        task_losses = _task_losses(model, x, y, sample_weight, check_labels)
-    grads, _ = per_task_gradients(tape, task_losses, model.shared_variables)
-    del tape
-    return grads, tf.stack(task_losses)
-
-
-def _task_losses(model, x, y, sample_weight, check_labels: bool, shared_values=None) -> list:
-    """The task losses in task order; with `shared_values`, read in place of the shared variables' values."""
-    scope = (
-        keras.StatelessScope(state_mapping=list(zip(model.shared_variables, shared_values)))
-        if shared_values is not None
-        else contextlib.nullcontext()
+    size = sum(int(np.prod(v.shape)) for v in model.shared_variables)
+    return _probe_graph(
+        model, x, y, sample_weight, tf.zeros([size], tf.float32), tf.constant(0.0), tf.constant(True),
+        check_labels=check_labels,
     )
-    with scope:
-        y_pred = model(x, training=False)
-    losses, _ = model.task_losses(y, y_pred, sample_weight, check=check_labels)
-    return [losses[t.name] for t in model.tasks]
 
 
 def cosine_matrix(grads: tf.Tensor) -> np.ndarray:
@@ -160,7 +147,7 @@ def traced_probe(model):
     return _PROBES[model]
 
 
-def _probe_graph(model, x, y, sample_weight, direction, rate, with_gradients):
+def _probe_graph(model, x, y, sample_weight, direction, rate, with_gradients, *, check_labels: bool = False):
     """Task gradients and losses at the shared weights `w - rate * direction` (gradients only if `with_gradients`)."""
     shared = model.shared_variables
     sizes = [int(np.prod(v.shape)) for v in shared]
@@ -170,7 +157,10 @@ def _probe_graph(model, x, y, sample_weight, direction, rate, with_gradients):
             v.value - tf.cast(rate * tf.reshape(d, v.shape), v.dtype)
             for v, d in zip(shared, tf.split(direction, sizes) if shared else [])
         ]
-        task_losses = _task_losses(model, x, y, sample_weight, False, values)
+        with keras.StatelessScope(state_mapping=list(zip(shared, values))):
+            y_pred = model(x, training=False)
+        losses, _ = model.task_losses(y, y_pred, sample_weight, check=check_labels)
+        task_losses = [losses[t.name] for t in model.tasks]
     grads = tf.cond(
         with_gradients,
         lambda: per_task_gradients(tape, task_losses, values)[0],
