@@ -571,11 +571,18 @@ def monitoring(
     `write_graph=True` also writes TensorBoard's op graph (off by default:
     the report has the architecture diagram instead).
 
+    These only watch. Guarding the run is a separate choice, as in Keras
+    (`TensorBoard` and `TerminateOnNaN`): add `StopOnNonFiniteLoss()` to
+    stop at the first non-finite loss or weight with the task and step named
+    (`keras-mtl train` always does, with or without monitoring).
+
     Example:
     >>> import tempfile, keras_mtl as mtl
     >>> plain = mtl.models.shared_bottom(keras.Input((3,)), [mtl.tasks.Binary("a")])
     >>> [type(c).__name__ for c in monitoring(tempfile.mkdtemp(), model=plain)]
-    ['TensorBoard', 'TaskScalars', 'StopOnNonFiniteLoss']
+    ['TensorBoard', 'TaskScalars']
+    >>> [type(c).__name__ for c in monitoring(tempfile.mkdtemp(), model=plain) + [StopOnNonFiniteLoss()]][-1]
+    'StopOnNonFiniteLoss'
     """
     callbacks: list = [
         # write_graph off by default: writing the op graph took 0.1-0.25 s at
@@ -583,7 +590,6 @@ def monitoring(
         # draws the architecture for the report instead.
         TensorBoard(log_dir=str(log_dir), histogram_freq=histogram_freq, write_graph=write_graph),
         TaskScalars(log_dir),
-        StopOnNonFiniteLoss(),
     ]
     if model is None or gate_layout(model):
         callbacks.append(ExpertUtilisation(log_dir))

@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:
         print(f"keras-mtl: error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # StopOnNonFiniteLoss: the run itself failed, not its invocation
+        print(f"keras-mtl: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from keras_mtl import data as data_lib
 from keras_mtl import export as export_lib
 from keras_mtl import models, trunks
 from keras_mtl import weighting as weighting_lib
-from keras_mtl.callbacks import monitoring
+from keras_mtl.callbacks import StopOnNonFiniteLoss, monitoring
 from keras_mtl.hparams import flatten, log_hparams
 
 OPTIMIZERS = {
@@ -198,6 +198,8 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         conflict_every=cfg.monitor.conflict_every,
         affinity_every=cfg.monitor.affinity_every,
     ) + [
+        # Names the task(s) and the step at the first non-finite loss or weight.
+        StopOnNonFiniteLoss(),
         # keras_mtl's versions write atomically: a crash mid-save leaves the last good file.
         saving.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
         saving.BackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),

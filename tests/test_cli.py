@@ -79,6 +79,22 @@ def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "saved_models").exists()
 
 
+def test_train_stops_at_a_non_finite_loss_naming_the_tasks(tmp_path, capsys, monkeypatch):
+    # The guard is attached by `train` itself, not by the monitoring callbacks.
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: t\ndata: {limit: 300, batch_size: 64}\ntasks:\n"
+        "- {name: income, type: binary}\n- {name: never_married, type: binary}\n"
+        "train: {epochs: 1, optimizer: sgd, learning_rate: 1.0e+30}\n"
+    )
+    assert cli.main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "keras-mtl: error: Training stopped at epoch 1, step " in err
+    assert "non-finite loss for task(s) ['income', 'never_married']" in err
+    assert not (tmp_path / "saved_models").exists()
+
+
 def test_metric_table_formatting():
     from keras_mtl.training import metric_table
 
