@@ -66,30 +66,28 @@ def test_bad_config_exits_2_with_the_key(tmp_path, capsys):
     assert "Unknown config key 'train.epoch'; did you mean 'train.epochs'?" in capsys.readouterr().err
 
 
-def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
+def train_small(tmp_path, capsys, monkeypatch, sections: str) -> tuple[int, str]:
+    """`keras-mtl train` in `tmp_path` on 300 census-income rows with the YAML `sections` (tasks, ...): (exit code, stderr)."""
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "name: t\ndata: {limit: 300, batch_size: 64}\ntasks:\n"
-        "- {name: income, type: binary}\n- {name: sex, type: binary}\n"
-    )
-    assert cli.main(["train", str(config)]) == 2
-    err = capsys.readouterr().err
+    config.write_text("name: t\ndata: {limit: 300, batch_size: 64}\n" + sections)
+    return cli.main(["train", str(config)]), capsys.readouterr().err
+
+
+def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
+    code, err = train_small(tmp_path, capsys, monkeypatch,
+                            "tasks:\n- {name: income, type: binary}\n- {name: sex, type: binary}\n")
+    assert code == 2
     assert "tasks[1] ('sex') reads label 'sex', which dataset 'census_income' does not have" in err
     assert not (tmp_path / "saved_models").exists()
 
 
 def test_train_stops_at_a_non_finite_loss_naming_the_tasks(tmp_path, capsys, monkeypatch):
     # The guard is attached by `train` itself, not by the monitoring callbacks.
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "name: t\ndata: {limit: 300, batch_size: 64}\ntasks:\n"
-        "- {name: income, type: binary}\n- {name: never_married, type: binary}\n"
-        "train: {epochs: 1, optimizer: sgd, learning_rate: 1.0e+30}\n"
-    )
-    assert cli.main(["train", str(config)]) == 1
-    err = capsys.readouterr().err
+    code, err = train_small(tmp_path, capsys, monkeypatch,
+                            "tasks:\n- {name: income, type: binary}\n- {name: never_married, type: binary}\n"
+                            "train: {epochs: 1, optimizer: sgd, learning_rate: 1.0e+30}\n")
+    assert code == 1
     assert "keras-mtl: error: Training stopped at epoch 1, step " in err
     assert "non-finite loss for task(s) ['income', 'never_married']" in err
     assert not (tmp_path / "saved_models").exists()
