@@ -16,7 +16,7 @@ writing the event files, the probes themselves.
     .venv/bin/python benchmarks/bench_monitoring.py [--epochs 5] [--repeats 3] [--shuffle] [--breakdown] [--profile]
 
 `--breakdown` also times monitoring with parts left out, to show where the
-overhead comes from (`--variants on no-weight-check` picks some; "off" is
+overhead comes from (`--variants on guard-only` picks some; "off" is
 always timed too). `--profile` adds the time spent inside each callback
 during one more fit, which other load on the machine distorts less than the
 ratios. "first step" is the fit's first train-function call: tracing and
@@ -155,7 +155,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="rows per census file (default: all)")
     parser.add_argument("--breakdown", action="store_true", help="also time parts of the monitoring")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="time these (default: off on)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="time these (default: off on on+guard)")
     parser.add_argument("--shuffle", action="store_true",
                         help="run each repeat's variants in a random (seeded) order, not always off first")
     parser.add_argument("--profile", action="store_true",
