@@ -209,16 +209,23 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         f"(weighting={cfg.train.weighting}, {strategy.num_replicas_in_sync} replica(s), "
         f"{cfg.train.precision}); TensorBoard logs in {log_dir}"
     )
-    model.fit(
-        data.train,
-        validation_data=data.validation,
-        epochs=cfg.train.epochs,
-        # An annealed mixture spans all epochs, each with its own distribution.
-        steps_per_epoch=len(data.train) // cfg.train.epochs if cfg.data.sampling.name == "annealed" else None,
-        callbacks=callbacks,
-        verbose=cfg.train.verbose,
-        shuffle=False,  # the dataset shuffles itself, every epoch
-    )
+    try:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=cfg.train.epochs,
+            # An annealed mixture spans all epochs, each with its own distribution.
+            steps_per_epoch=len(data.train) // cfg.train.epochs if cfg.data.sampling.name == "annealed" else None,
+            callbacks=callbacks,
+            verbose=cfg.train.verbose,
+            shuffle=False,  # the dataset shuffles itself, every epoch
+        )
+    except BaseException:
+        # A run that failed before saving anything (e.g. a NaN at step 2) leaves no
+        # empty checkpoint folder; backups and a best checkpoint stay for a resume.
+        if not any(p.is_file() for p in ckpt_dir.rglob("*")):
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        raise
     with strategy.scope():
         best = saving.load_model(checkpoint)
     test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)

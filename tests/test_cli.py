@@ -91,6 +91,8 @@ def test_train_stops_at_a_non_finite_loss_naming_the_tasks(tmp_path, capsys, mon
     assert "keras-mtl: error: Training stopped at epoch 1, step " in err
     assert "non-finite loss for task(s) ['income', 'never_married']" in err
     assert not (tmp_path / "saved_models").exists()
+    assert not (tmp_path / "checkpoints" / "t").exists() or not any((tmp_path / "checkpoints" / "t").iterdir())
+    assert list((tmp_path / "logs" / "t").iterdir())  # the run's logs stay: they show the losses up to the stop
 
 
 def test_metric_table_formatting():
