@@ -194,13 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except (
         ConfigError, ServingConfigError, CorruptModelFileError, FileExistsError, FileNotFoundError,
-        ModuleNotFoundError,
+        ModuleNotFoundError, FloatingPointError,
     ) as e:
         print(f"keras-mtl: error: {e}", file=sys.stderr)
-        return 2
-    except FloatingPointError as e:  # StopOnNonFiniteLoss: the run itself failed, not its invocation
-        print(f"keras-mtl: error: {e}", file=sys.stderr)
-        return 1
+        # FloatingPointError (StopOnNonFiniteLoss): the run itself failed, not its invocation.
+        return 1 if isinstance(e, FloatingPointError) else 2
 
 
 if __name__ == "__main__":

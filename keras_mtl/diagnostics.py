@@ -47,9 +47,8 @@ def task_gradients_and_losses(model, x, y, sample_weight=None, *, check_labels: 
     >>> [t.shape for t in task_gradients_and_losses(m, np.ones((4, 2), "float32"), {"a": np.ones(4), "b": np.ones(4)})]
     [TensorShape([2, 9]), TensorShape([2])]
     """
-    size = sum(int(np.prod(v.shape)) for v in model.shared_variables)
     return _probe_graph(
-        model, x, y, sample_weight, tf.zeros([size], tf.float32), tf.constant(0.0), tf.constant(True),
+        model, x, y, sample_weight, tf.zeros([_shared_size(model)], tf.float32), tf.constant(0.0), tf.constant(True),
         check_labels=check_labels,
     )
 
@@ -130,9 +129,8 @@ def traced_probe(model):
         # and AutoGraph's conversion of every layer call was most of the
         # tracing time (census-income: 1.3 s -> 0.47 s of CPU).
         traced = tf.function(lambda *args: _probe_graph(ref(), *args), autograph=False)
-        size = sum(int(np.prod(v.shape)) for v in model.shared_variables)
         # Tensors, not Python values: each new value would trace the function again.
-        no_step, zero, yes, no = tf.zeros([size], tf.float32), tf.constant(0.0), tf.constant(True), tf.constant(False)
+        no_step, zero, yes, no = tf.zeros([_shared_size(model)], tf.float32), tf.constant(0.0), tf.constant(True), tf.constant(False)
 
         def probe(x, y, sample_weight=None, lookahead_rate: float | None = None) -> Probed:
             _check_labels(ref(), y)
@@ -145,6 +143,11 @@ def traced_probe(model):
 
         _PROBES[model] = probe
     return _PROBES[model]
+
+
+def _shared_size(model) -> int:
+    """How many numbers the shared variables hold: the length of a probe's direction."""
+    return sum(int(np.prod(v.shape)) for v in model.shared_variables)
 
 
 def _probe_graph(model, x, y, sample_weight, direction, rate, with_gradients, *, check_labels: bool = False):
