@@ -13,5 +13,24 @@ from keras_mtl import layers, tasks, trunks, weighting  # noqa: E402
 from keras_mtl.model import MultiTaskModel  # noqa: E402
 from keras_mtl import models  # noqa: E402
 from keras_mtl import data, export  # noqa: E402
+# The modules the README reaches as `mtl.<module>` after `import keras_mtl as mtl`.
+from keras_mtl import callbacks, config, diagnostics, diagram, distribute, saving  # noqa: E402
+from keras_mtl import optimizers  # noqa: E402
 
-__all__ = ["MultiTaskModel", "data", "export", "layers", "models", "tasks", "trunks", "weighting", "__version__"]
+__all__ = [
+    "MultiTaskModel",
+    "callbacks",
+    "config",
+    "data",
+    "diagnostics",
+    "diagram",
+    "distribute",
+    "export",
+    "layers",
+    "models",
+    "saving",
+    "tasks",
+    "trunks",
+    "weighting",
+    "__version__",
+]

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from keras_mtl import diagnostics, events, finite
 from keras_mtl.layers.gate_layout import gate_layout, gate_tables
+from keras_mtl.logs import owning_task, split_log_key
 
 
 # model -> {id(raw probe features): (raw features, encoded features)}, while the model lives.
@@ -138,11 +139,12 @@ class TaskScalars(_MTLWriter):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        for task in self.task_names:
-            for key, value in logs.items():
-                for prefix, out in ((f"{task}_", ""), (f"val_{task}_", "val_")):
-                    if key.startswith(prefix):
-                        self.writer.scalar(f"{task}/{out}{key[len(prefix):]}", float(value), epoch)
+        names = self.task_names
+        for key, value in logs.items():
+            owner = split_log_key(key, names)  # the longest task name: `a_b_auc` is a_b's, not a's
+            if owner is not None:
+                prefix, task, metric = owner
+                self.writer.scalar(f"{task}/{prefix}{metric}", float(value), epoch)
         lr = getattr(self.model.optimizer, "learning_rate", None)
         if lr is not None:
             self.writer.scalar("optimizer/learning_rate", float(keras.ops.convert_to_numpy(lr)), epoch)
@@ -496,7 +498,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if finite.recorded(self.model):
             record = finite.first_nonfinite(self.model)
             if record is None:
-                return
+                # Tables too large to sum every step are checked here, once an epoch.
+                if before is not None or finite.unrecorded_finite(self.model):
+                    return
+                record = (step + self._first_iteration, _nonfinite_layers(self.model))
             iteration, bad_layers = record
             step = iteration - self._first_iteration
             if before is not None and step >= before:
@@ -549,8 +554,7 @@ def _nonfinite_layers(model: keras.Model) -> list[str]:
 def _owning_task(layer: str, task_names: Sequence[str]) -> str | None:
     # A task's own layers are its output layer (named after it) and those named
     # `<task>_...` (tower, experts, column); the longest match wins ("a_b" over "a").
-    owners = [n for n in task_names if layer == n or layer.startswith(f"{n}_")]
-    return max(owners, key=len) if owners else None
+    return owning_task(layer, task_names)
 
 
 def monitoring(

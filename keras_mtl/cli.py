@@ -2,7 +2,8 @@
 
     keras-mtl train CONFIG.yaml [--set key=value ...]
     keras-mtl export MODEL.keras BASE_DIR [--version N] [--overwrite]
-    keras-mtl verify EXPORT_DIR [--model MODEL.keras] [--dataset census_income]
+    keras-mtl verify EXPORT_DIR [--model MODEL.keras] [--samples FILE | --dataset NAME] [--rows N]
+    keras-mtl predict EXPORT_OR_MODEL INPUT -o scores.csv|scores.parquet [--keep COL ...]
     keras-mtl serving-config NAME BASE_DIR [--label stable=1 ...] [--max-batch-size N ...]
     keras-mtl report LOGDIR [-o report.html]
     keras-mtl tensorboard LOGDIR [--port 6006]
@@ -12,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+# Where TF Serving looks for warmup requests (keras_mtl.export.warmup.WARMUP_FILE, without importing TF here).
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+FORMATS = ("csv", "parquet", "jsonl", "tfrecord")  # keras_mtl.data.files.FORMATS
 
 
 def _train(args) -> int:
@@ -43,15 +49,117 @@ def _export(args) -> int:
     return 0
 
 
-def _verify(args) -> int:
-    from keras_mtl import data as data_lib
-    from keras_mtl import export, saving
+class UsageError(ValueError):
+    """A command-line argument that cannot work (a one-line `keras-mtl: error: ...`, exit code 2)."""
 
-    meta = export.read_metadata(args.path)
-    dataset = data_lib.DATASETS[args.dataset](limit=max(args.samples, 16), batch_size=args.samples)
-    samples = {k: v for k, v in dataset.sample(args.samples, "test").items() if k in meta["inputs"]}
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _missing_input(e, specs, what: str) -> str:
+    """Rewords a missing-column error of a rows file: it is an input the export takes."""
+    name = next((c for c in e.missing if c in specs), None)
+    if name is None:
+        return str(e)
+    spec = specs[name]
+    return (
+        f"{e.path} has no column {name!r}, an input of {what} ({spec.dtype.name}, shape "
+        f"{spec.shape.as_list()}); its columns: {', '.join(e.columns)}."
+    )
+
+
+def _verify(args) -> int:
+    from keras_mtl import export, saving
+    from keras_mtl.data import files
+
+    path = export.resolve(args.path)
+    if args.samples is not None and args.dataset is not None:
+        raise UsageError("give --samples FILE or --dataset NAME, not both.")
     model = saving.load_model(args.model) if args.model else None
-    print(json.dumps(export.verify(args.path, samples, model), indent=2))
+    specs = export.client.feature_specs(path)
+    if args.samples is not None:
+        if args.samples.isdigit() and not os.path.exists(args.samples):
+            raise UsageError(
+                f"--samples takes a file of rows (CSV, JSON lines, Parquet), not a count ({args.samples}); "
+                f"for rows of a bundled dataset use --dataset NAME --rows {args.samples}."
+            )
+        text = [name for name, spec in specs.items() if spec.dtype.name == "string"]
+        try:
+            samples = files.read_frame(
+                args.samples, format=args.format, columns=list(specs), nrows=args.rows, text_columns=text
+            )
+        except files.MissingColumnError as e:
+            raise UsageError(_missing_input(e, specs, f"the export at {path}")) from None
+    elif args.dataset is not None:
+        from keras_mtl import data as data_lib
+
+        if args.dataset not in data_lib.DATASETS:
+            raise UsageError(f"--dataset must be one of {', '.join(data_lib.DATASETS)}; got {args.dataset!r}.")
+        dataset = data_lib.DATASETS[args.dataset](limit=max(args.rows, 16), batch_size=args.rows)
+        rows = dataset.sample(args.rows, "test")
+        missing = [name for name in specs if name not in rows]
+        if missing:
+            raise UsageError(
+                f"dataset {args.dataset!r} has no column {missing[0]!r}, an input of the export at {path} "
+                f"({len(missing)} of its {len(specs)} inputs are missing): verify it with --samples FILE."
+            )
+        samples = {name: rows[name] for name in specs}
+    else:
+        if not os.path.isfile(os.path.join(path, WARMUP_FILE)):
+            raise UsageError(
+                f"{path} has no warmup requests ({WARMUP_FILE}) to replay; "
+                "pass --samples FILE (rows with the export's inputs) or --dataset NAME."
+            )
+        samples = None
+    report = export.verify(path, samples, model)
+    print(json.dumps(report, indent=2))
+    if report["cast"]:
+        casts = ", ".join(f"{k} {v}" for k, v in report["cast"].items())
+        print(
+            f"Note: the samples were cast to the signature's dtypes ({casts}); gRPC and Python clients "
+            "must send those dtypes (keras_mtl.export.request and Predictor cast them).",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _predict(args) -> int:
+    import pandas as pd
+
+    from keras_mtl import export
+    from keras_mtl.data import files
+
+    writer = files.FrameWriter(args.output)  # a bad output path fails before anything is loaded or read
+    predictor = export.Predictor(args.source)
+    specs = predictor.inputs
+    keep = list(dict.fromkeys(args.keep or []))
+    # String inputs are read as written: a CSV cell "007" or "NA" is a category, not 7 or NaN.
+    text = [name for name, spec in specs.items() if spec.dtype.name == "string"]
+    chunks = files.iter_frames(
+        args.input, args.chunk_rows, format=args.format, columns=list(dict.fromkeys([*specs, *keep])),
+        text_columns=text,
+    )
+    with writer:  # the output appears only once every chunk is written
+        try:
+            for chunk in chunks:
+                try:
+                    scores = predictor.scores(chunk, args.batch_size)
+                except export.RequestError as e:  # rows are numbered within the file the chunk is from
+                    raise export.RequestError(f"{chunk.attrs['source']}: {e}") from None
+                clash = [c for c in keep if c in scores.columns]
+                if clash:
+                    raise UsageError(
+                        f"--keep {clash[0]!r} is also a score column (scores: {', '.join(scores.columns)})."
+                    )
+                writer.write(pd.concat([chunk[keep], scores], axis=1))
+        except files.MissingColumnError as e:
+            if any(c in specs for c in e.missing):
+                raise UsageError(_missing_input(e, specs, f"the model {predictor.source}")) from None
+            raise UsageError(f"--keep: {e}") from None
+    print(f"Wrote {writer.rows} rows ({', '.join(writer.columns)}) to {args.output}.")
     return 0
 
 
@@ -135,13 +243,30 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(fn=_export)
 
-    v = sub.add_parser("verify", help="load an export as TF Serving does and run it on real rows")
-    v.add_argument("path", help="an export version directory, e.g. saved_models/census/1")
+    v = sub.add_parser("verify", help="load an export as TF Serving does and check every signature's answers")
+    v.add_argument("path", help="an export version directory (e.g. saved_models/census/1), or its base directory")
     v.add_argument("--model", help="a .keras model whose answers the export must match")
-    v.add_argument("--dataset", default="census_income", help="where sample rows come from: "
-                   "census_income, trump_tweets, fashion_mnist or newsgroups")
-    v.add_argument("--samples", type=int, default=32)
+    v.add_argument("--samples", metavar="FILE", help="rows to send, with a column per input (CSV, JSON lines, "
+                   "Parquet, TFRecord; default: replay the export's own warmup requests)")
+    v.add_argument("--format", choices=FORMATS, help="the format of --samples (default: from its extension)")
+    v.add_argument("--dataset", metavar="NAME", help="send rows of a bundled dataset instead: census_income, "
+                   "trump_tweets, fashion_mnist or newsgroups")
+    v.add_argument("--rows", type=_positive_int, default=32, metavar="N",
+                   help="rows to send from --samples or --dataset (default 32)")
     v.set_defaults(fn=_verify)
+
+    s = sub.add_parser("predict", help="score a table file with an export or a .keras model, chunk by chunk")
+    s.add_argument("source", metavar="EXPORT_OR_MODEL",
+                   help="a SavedModel version directory, its base directory (highest version), or a .keras file")
+    s.add_argument("input", metavar="INPUT", help="rows to score: CSV/TSV, JSON lines, Parquet or TFRecord "
+                   "(a glob reads several files)")
+    s.add_argument("-o", "--output", required=True, help="scores.csv or scores.parquet (written when complete)")
+    s.add_argument("--format", choices=FORMATS, help="the format of INPUT (default: from its extension)")
+    s.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N", help="rows per model call (1024)")
+    s.add_argument("--chunk-rows", type=_positive_int, default=65536, metavar="N",
+                   help="rows read, scored and written at a time (65536)")
+    s.add_argument("--keep", nargs="+", metavar="COL", help="input columns copied to the output, e.g. an id")
+    s.set_defaults(fn=_predict)
 
     c = sub.add_parser(
         "serving-config",
@@ -187,18 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = parser().parse_args(argv)
     from keras_mtl.config import ConfigError
-    from keras_mtl.export import ServingConfigError
+    from keras_mtl.data.files import DataFileError
+    from keras_mtl.export import ExportError, RequestError, ServingConfigError, VerificationError
     from keras_mtl.saving import CorruptModelFileError
 
     try:
         return args.fn(args)
     except (
         ConfigError, ServingConfigError, CorruptModelFileError, FileExistsError, FileNotFoundError,
-        ModuleNotFoundError, FloatingPointError,
+        PermissionError, IsADirectoryError, ModuleNotFoundError, FloatingPointError, UsageError,
+        DataFileError, ExportError, RequestError, VerificationError,
     ) as e:
         print(f"keras-mtl: error: {e}", file=sys.stderr)
-        # FloatingPointError (StopOnNonFiniteLoss): the run itself failed, not its invocation.
-        return 1 if isinstance(e, FloatingPointError) else 2
+        # FloatingPointError (StopOnNonFiniteLoss) and VerificationError (an export that answers
+        # wrongly): the run itself failed, not its invocation.
+        return 1 if isinstance(e, (FloatingPointError, VerificationError)) else 2
 
 
 if __name__ == "__main__":

@@ -91,7 +91,17 @@ class SamplingConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: Optional[DatasetName] = None  # census_income unless sources are given
+    dataset: Optional[DatasetName] = None  # census_income unless sources or files are given
+    # A user's table: one file/glob/list split by `split`, or one entry per split.
+    path: Optional[list[str]] = None
+    train: Optional[list[str]] = None
+    validation: Optional[list[str]] = None
+    test: Optional[list[str]] = None
+    format: Optional[Literal["csv", "parquet", "jsonl", "tfrecord"]] = None  # default: from the extension
+    features: dict = dataclasses.field(default_factory=dict)  # {column: kind | {kind, options} | drop}
+    split: Any = "random"  # random | {column: COLUMN} | {time: COLUMN}
+    test_fraction: float = 0.1
+    stream: bool = False  # read CSV/TFRecord batch by batch (tables larger than memory)
     batch_size: int = 1024
     validation_fraction: float = 0.1
     limit: Optional[int] = None  # rows read from each file; None reads all
@@ -101,15 +111,51 @@ class DataConfig:
     examples_per_epoch: Optional[int] = None  # mixtures: default the sum of the sources' sizes
 
     def __post_init__(self):
-        if not self.sources and self.dataset is None:
+        if not self.sources and self.dataset is None and not self.files():
             self.dataset = "census_income"
+
+    def files(self) -> dict:
+        """`{split: [paths]}` of a user's table (empty for bundled data).
+
+        Example:
+        >>> DataConfig(path=["t.csv"]).files()
+        {'train': ['t.csv']}
+        """
+        if self.path:
+            return {"train": self.path}
+        return {k: getattr(self, k) for k in ("train", "validation", "test") if getattr(self, k)}
 
     def check(self, path):
         _positive(self, path, "batch_size")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(f"{path}.validation_fraction must be in (0, 1), got {self.validation_fraction}.")
+        for key in ("validation_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ConfigError(f"{path}.{key} must be in (0, 1), got {getattr(self, key)}.")
         if self.limit is not None:
             _positive(self, path, "limit")
+        files = self.files()
+        if self.path and any(getattr(self, k) for k in ("train", "validation", "test")):
+            raise ConfigError(
+                f"{path}.path and {path}.train/validation/test exclude each other: one table to split, "
+                "or one file (or glob) per split."
+            )
+        if files and "train" not in files:
+            raise ConfigError(f"{path}.train is required when {path}.validation or {path}.test is given.")
+        if files and (self.dataset is not None or self.sources):
+            raise ConfigError(
+                f"{path}.dataset, {path}.sources and {path}.path (or train/validation/test) exclude each "
+                "other: train on a bundled dataset, a mixture, or your own files."
+            )
+        if not files:
+            for key, unset in (("features", {}), ("split", "random"), ("format", None), ("stream", False)):
+                if getattr(self, key) != unset:
+                    raise ConfigError(f"{path}.{key} applies to your own files: set {path}.path too.")
+        if self.split != "random" and not (
+            isinstance(self.split, dict) and len(self.split) == 1 and set(self.split) <= {"column", "time"}
+            and isinstance(next(iter(self.split.values())), str)
+        ):
+            raise ConfigError(
+                f"{path}.split must be random, {{column: COLUMN}} or {{time: COLUMN}}, got {self.split!r}."
+            )
         if not self.sources:
             for key, unset in (("sampling", SamplingConfig()), ("examples_per_epoch", None)):
                 if getattr(self, key) != unset:
@@ -208,10 +254,15 @@ class TaskConfig:
     num_tags: Optional[int] = None
     units: Optional[int] = None
     tower: list[int] = dataclasses.field(default_factory=list)
+    # Regression only: train on standardised targets, predict in the label's units
+    # (see keras_mtl.tasks.Regression).
+    normalize: bool = True
 
     def check(self, path):
         if self.weight < 0:
             raise ConfigError(f"{path}.weight must be >= 0, got {self.weight}.")
+        if not self.normalize and self.type != "regression":
+            raise ConfigError(f"{path}.normalize applies to regression tasks only; {self.name!r} is {self.type}.")
         needed = {"multiclass": "num_classes", "multilabel": "num_labels", "tagging": "num_tags"}
         if self.type in needed and getattr(self, needed[self.type]) is None:
             raise ConfigError(f"{path}.{needed[self.type]} is required for a {self.type} task.")
@@ -224,6 +275,8 @@ class TaskConfig:
         for key in ("num_classes", "num_labels", "num_tags", "units"):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
+        if self.type == "regression":
+            kwargs["normalize"] = self.normalize
         try:
             return tasks.TASK_TYPES[self.type](self.name, **kwargs)
         except TypeError as e:
@@ -233,7 +286,7 @@ class TaskConfig:
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 5
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "lazy_adam"] = "adam"
     learning_rate: float = 1e-3
     weighting: str = "fixed"
     weighting_args: dict = dataclasses.field(default_factory=dict)  # e.g. {mode: representation}
@@ -354,6 +407,9 @@ def _positive(obj, path, key):
         raise ConfigError(f"{path}.{key} must be >= 1, got {getattr(obj, key)}.")
 
 
+_PATH_KEYS = {f"data.{k}" for k in ("path", "train", "validation", "test")}
+
+
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -361,6 +417,8 @@ def _join(path: str, key: str | int) -> str:
 
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union:  # Optional[X]
@@ -370,7 +428,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         return _convert(value, inner, path)
     if origin is Literal:
         if isinstance(value, bool) or value not in args:
-            raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.")
+            hint = ""
+            if path.endswith("dataset") and isinstance(value, str) and ("/" in value or "." in value):
+                hint = f" For your own files use {path[: -len('dataset')]}path: {value} (CSV, Parquet, JSON lines, TFRecord)."
+            raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.{hint}")
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -379,6 +440,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return {k: _convert(v, args[1], _join(path, k)) for k, v in value.items()}
         return dict(value)
     if origin is list:
+        if isinstance(value, str) and path in _PATH_KEYS:
+            value = [value]  # one file (or glob) where a list of them is taken
         if not isinstance(value, list):
             raise ConfigError(f"{path} must be a list, got {type(value).__name__} {value!r}.")
         return [_convert(v, args[0], _join(path, i)) for i, v in enumerate(value)]

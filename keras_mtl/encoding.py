@@ -181,3 +181,27 @@ def encode_columns(
         for start in range(0, n, batch_size)
     ]
     return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+
+
+def encode_batches(encoder: keras.Model, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset`'s `(features, labels[, weights])` batches with the features run through `encoder`.
+
+    For data read batch by batch (files larger than memory), where
+    `encode_columns` has no columns to run on: the encoding happens in the
+    input pipeline, beside the training step rather than inside it.
+
+    Example:
+    >>> x = keras.Input((1,), name="x")
+    >>> enc = keras.Model({"x": x}, {"y": keras.layers.Rescaling(2.0)(x)})
+    >>> ds = tf.data.Dataset.from_tensor_slices(({"x": [[1.0], [2.0]]}, [0, 1])).batch(2)
+    >>> next(iter(encode_batches(enc, ds)))[0]["y"].numpy().ravel().tolist()
+    [2.0, 4.0]
+    """
+    run = _traced_encoder(encoder)
+    names = {t.name: t.dtype for t in tf.nest.flatten(encoder.inputs)}
+
+    def encode(features, *rest):
+        picked = {k: tf.cast(v, names[k]) if v.dtype != tf.string else v for k, v in features.items() if k in names}
+        return (run(picked), *rest)
+
+    return dataset.map(encode)

@@ -21,6 +21,13 @@ are never part of the model's weights, `.keras` files, checkpoints or
 SavedModel exports. Under a `tf.distribute` strategy each replica writes
 its own copy (no cross-replica traffic; replicas hold identical weights)
 and reading gives the first replica's.
+
+Weights of more than `RECORD_MAX_SIZE` values (embedding tables of hashed
+ids) are left out of the per-step sum: summing a table of millions of rows
+every step would cost more than the step, whose optimizer touches only the
+rows of the batch (`optimizers.LazyAdam`). A NaN there reaches the loss at
+the next step that reads the row; `unrecorded_finite` checks those tables
+exactly, and `StopOnNonFiniteLoss` calls it at the end of every epoch.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 _ATTR = "_finite_flag"
+# Larger weights are checked at epoch ends, not summed every step.
+RECORD_MAX_SIZE = 2**20
 
 
 class _Flag:
@@ -109,7 +118,7 @@ def record(model: keras.Model) -> None:
     flag = model.__dict__.get(_ATTR)
     if flag is None:
         return
-    variables = float_trainables(model)
+    variables = [v for v in float_trainables(model) if not _large(v)]
     flag.recorded = True  # while tracing: the callback can tell a train function that records
     if not variables:
         return
@@ -143,6 +152,22 @@ def float_trainables(model: keras.Model) -> list:
     4
     """
     return [v for v in model.trainable_variables if keras.backend.is_float_dtype(v.dtype)]
+
+
+def _large(variable) -> bool:
+    return int(np.prod(variable.shape)) > RECORD_MAX_SIZE
+
+
+def unrecorded_finite(model: keras.Model) -> bool:
+    """Whether every weight too large for the per-step record (see `RECORD_MAX_SIZE`) is finite, checked exactly.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> m = mtl.models.shared_bottom(keras.Input((3,)), [mtl.tasks.Binary("a")])
+    >>> unrecorded_finite(m)  # no weight that large
+    True
+    """
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in float_trainables(model) if _large(v))
 
 
 def first_nonfinite(model: keras.Model) -> tuple[int, list[str]] | None:

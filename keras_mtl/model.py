@@ -8,9 +8,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import encoding, masking
+from keras_mtl import encoding, heads, masking
 from keras_mtl import weighting as weighting_lib
-from keras_mtl.tasks import Task, check_unique
+from keras_mtl.tasks import TargetMoments, Task, check_unique
+
+# In-memory per-task sample weights travel to the step inside the label dict
+# under these keys (see `_weights_into_labels`): "." cannot occur in a label
+# key, so they never clash with one.
+_WEIGHT_KEY = "sample_weight."
+
+# Batches `fit` and `adapt_targets` read to set regression target stats from
+# a dataset of infinite or unknown size.
+ADAPT_BATCHES = 100
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -23,6 +32,9 @@ class MultiTaskModel(keras.Model):
     keyed by each task's `label` key; missing labels carry the task's missing
     marker (see `keras_mtl.tasks`) and are left out of that task's loss and
     metrics. Logs name every task: `income_loss`, `income_auc`, ...
+    Per-task sample weights are a dict keyed by task name (`fit(...,
+    sample_weight={"income": w})`, or the third element of a dataset's
+    batches), whatever the tasks' label keys.
 
     Args:
         inputs: Keras inputs (a tensor or a dict of them).
@@ -74,6 +86,19 @@ class MultiTaskModel(keras.Model):
                 "there must be exactly one output per task, keyed by task name."
             )
         super().__init__(inputs=inputs, outputs=dict(outputs), name=name, **kwargs)
+        scaled = {}
+        for t in tasks:
+            layer, _ = encoding.producer(outputs[t.name])
+            if isinstance(layer, heads.ScaledDense):
+                scaled[t.name] = layer
+            elif getattr(t, "normalize", False):
+                raise ValueError(
+                    f"Task {t.name!r} normalizes its targets, so its output must come from "
+                    f"task.build_head(...) (a keras_mtl.heads.ScaledDense), not {type(layer).__name__} "
+                    f"{layer.name!r}; build the head with the task, or pass normalize=False."
+                )
+        # Not tracked: these are the model's own (already tracked) output layers.
+        object.__setattr__(self, "_target_scales", scaled)
         self._tasks = tuple(tasks)
         self.shared_layers = list(shared_layers)
         self.representation = representation
@@ -229,6 +254,11 @@ class MultiTaskModel(keras.Model):
                     f"{[t.label for t in self._tasks]}; got {type(y).__name__}."
                 )
             y = {self._tasks[0].label: y}
+        carried = {k: v for k, v in y.items() if isinstance(k, str) and k.startswith(_WEIGHT_KEY)}
+        if carried:
+            # Weights that fit/evaluate put into in-memory labels (see `_weights_into_labels`).
+            y = {k: v for k, v in y.items() if k not in carried}
+            sample_weight = {k[len(_WEIGHT_KEY):]: v for k, v in carried.items()}
         known = {t.label for t in self._tasks}
         unknown = sorted(set(y) - known)
         if unknown and self.unknown_labels == "raise":
@@ -238,9 +268,7 @@ class MultiTaskModel(keras.Model):
                 "unknown_labels='ignore' to train on a subset of a dataset's tasks.)"
             )
         if isinstance(sample_weight, Mapping):
-            bad = sorted(set(sample_weight) - {t.name for t in self._tasks})
-            if bad:
-                raise ValueError(f"sample_weight names unknown task(s) {bad}.")
+            self._check_weight_keys(sample_weight)
         labels, weights = {}, {}
         for task in self._tasks:
             if task.label not in y:
@@ -261,10 +289,148 @@ class MultiTaskModel(keras.Model):
         labels, weights = self.prepare_targets(y, y_pred, sample_weight, check=check)
         losses, counts = {}, {}
         for t in self._tasks:
-            losses[t.name], counts[t.name] = masking.masked_mean(
-                t.unit_losses(labels[t.name], y_pred[t.name]), weights[t.name]
-            )
+            target, pred = labels[t.name], y_pred[t.name]
+            scale = self._target_scales.get(t.name)
+            if scale is not None:
+                # A normalised regression task: the loss compares z-scores, whatever the label's scale.
+                target, pred = scale.standardize(target), scale.standardize(pred)
+            losses[t.name], counts[t.name] = masking.masked_mean(t.unit_losses(target, pred), weights[t.name])
         return losses, counts
+
+    def _check_weight_keys(self, sample_weight: Mapping) -> None:
+        names = [t.name for t in self._tasks]
+        bad = sorted(set(sample_weight) - set(names))
+        if bad:
+            by_label = {t.label: t.name for t in self._tasks if t.label != t.name}
+            hint = "".join(
+                f" {k!r} is the label key of task {by_label[k]!r}: key its weights {by_label[k]!r}."
+                for k in bad if k in by_label
+            )
+            raise ValueError(f"sample_weight names unknown task(s) {bad}; key it by task name, one of {names}.{hint}")
+
+    def _weights_into_labels(self, y, sample_weight):
+        """`(labels, None)` with per-task sample weights carried inside in-memory labels.
+
+        Keras wants in-memory sample weights keyed like the labels, by label
+        key, which cannot tell apart tasks that share a label key; keras_mtl
+        keys them by task name. Carried in the labels under reserved keys,
+        they reach `prepare_targets` intact (through `validation_split` and
+        shuffling too). One array (not a dict) weighs every task alike.
+        """
+        if sample_weight is None or y is None:
+            return y, sample_weight
+        if not isinstance(y, Mapping):
+            if len(self._tasks) != 1:
+                return y, sample_weight  # prepare_targets names the problem
+            y = {self._tasks[0].label: y}
+        if isinstance(sample_weight, Mapping):
+            self._check_weight_keys(sample_weight)
+            weights = dict(sample_weight)
+        else:
+            weights = {t.name: sample_weight for t in self._tasks}
+        labels = dict(y)
+        labels.update({_WEIGHT_KEY + name: w for name, w in weights.items() if w is not None})
+        return labels, None
+
+    # ------------------------------------------------------- target scaling
+    def adapt_targets(self, data, *, max_batches: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Sets every normalised regression task's label mean and std from training labels.
+
+        `data` is the labels, as a dict keyed by label key (numpy columns,
+        e.g. a loader's in-memory training labels; one array for a one-task
+        model), or a `tf.data.Dataset` of `(features, labels[, weights])`
+        batches, read once: all of it, or the first `max_batches` batches.
+        A dataset of infinite or unknown size is read for `ADAPT_BATCHES`
+        (100) batches unless `max_batches` says otherwise. Missing (NaN)
+        labels are left out. The stats are set even where they were set
+        before, and are saved with the model. Returns `{task: (mean, std)}`.
+        `fit` calls this itself, on its training data, for tasks whose stats
+        were never set.
+
+        Example:
+        >>> import keras_mtl as mtl
+        >>> model = mtl.models.shared_bottom(keras.Input((2,)), [mtl.tasks.Regression("hours", label="h")])
+        >>> model.adapt_targets({"h": np.array([30, 50, np.nan])})
+        {'hours': (array([40.]), array([10.]))}
+        """
+        return self._adapt([t for t in self._tasks if t.name in self._target_scales], data, max_batches)
+
+    def _adapt(self, tasks: list, data, max_batches: int | None) -> dict:
+        if not tasks:
+            return {}
+        moments = {t.name: TargetMoments(t) for t in tasks}
+        if isinstance(data, tf.data.Dataset):
+            spec = data.element_spec
+            if not isinstance(spec, tuple) or len(spec) < 2:
+                raise ValueError(
+                    f"Task(s) {[t.name for t in tasks]} normalize their targets, but the dataset yields no "
+                    "labels to compute their mean and std from (it needs (features, labels) elements)."
+                )
+            if max_batches is None and int(data.cardinality()) < 0:  # infinite or unknown
+                max_batches = ADAPT_BATCHES
+            keys = sorted({t.label for t in tasks})
+            single = len(self._tasks) == 1 and not isinstance(spec[1], Mapping)
+            if not single:
+                self._labels_present(spec[1], tasks, "the dataset")
+            labels = data.map(lambda *e: {k: e[1] if single else e[1][k] for k in keys})
+            if max_batches is not None:
+                labels = labels.take(max_batches)
+            for batch in labels.as_numpy_iterator():
+                for t in tasks:
+                    moments[t.name].update(batch[t.label])
+        else:
+            if not isinstance(data, Mapping):
+                if len(self._tasks) != 1:
+                    raise ValueError(
+                        "adapt_targets needs labels as a dict keyed by label key or a tf.data.Dataset; "
+                        f"got {type(data).__name__}."
+                    )
+                data = {self._tasks[0].label: data}
+            self._labels_present(data, tasks, "the labels")
+            for t in tasks:
+                moments[t.name].update(keras.ops.convert_to_numpy(data[t.label]))
+        stats = {}
+        for t in tasks:
+            mean, std = moments[t.name].result()
+            self._target_scales[t.name].set_stats(mean, std)
+            stats[t.name] = (mean, std)
+        return stats
+
+    @staticmethod
+    def _labels_present(labels, tasks, where: str) -> None:
+        if not isinstance(labels, Mapping):
+            raise ValueError(f"Labels in {where} must be a dict keyed by label key, got {type(labels).__name__}.")
+        for t in tasks:
+            if t.label not in labels:
+                raise ValueError(
+                    f"No labels for task {t.name!r} (label key {t.label!r}) in {where} to compute its "
+                    f"target mean and std from; the labels are {sorted(labels)}."
+                )
+
+    def _adapt_before_fit(self, x, y, validation_split) -> None:
+        """Sets the stats of normalised regression tasks never adapted, from fit's training data."""
+        pending = [t for t in self._tasks if t.name in self._target_scales and not self._target_scales[t.name].adapted]
+        if not pending:
+            return
+        if y is not None:
+            if validation_split:
+                # Keras holds out the last rows; the stats come from the rows it trains on.
+                def head(v):
+                    v = np.asarray(v)
+                    return v[: int(np.floor(len(v) * (1.0 - validation_split)))]
+
+                y = {k: head(v) for k, v in y.items()} if isinstance(y, Mapping) else head(y)
+            self._adapt(pending, y, None)
+        elif isinstance(x, tf.data.Dataset):
+            self._adapt(pending, x, None)
+        elif not (x is None or isinstance(x, (Mapping, np.ndarray, tf.Tensor))):
+            # Generators, PyDatasets, distributed datasets: reading them would consume them.
+            # (In-memory features without labels fail on the labels themselves.)
+            raise ValueError(
+                f"Task(s) {[t.name for t in pending]} normalize their targets, and fit cannot read the "
+                f"labels from a {type(x).__name__} without using it up: call "
+                "model.adapt_targets(training_labels) before fit, or pass normalize=False."
+            )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.weighting is None:
@@ -351,6 +517,13 @@ class MultiTaskModel(keras.Model):
         if validation_data is not None:
             _check_data(self, validation_data, "fit(validation_data=...)")
         self._choose_jit(x, validation_data)
+        self._adapt_before_fit(x, y, kwargs.get("validation_split"))
+        if "sample_weight" in kwargs:
+            y, kwargs["sample_weight"] = self._weights_into_labels(y, kwargs["sample_weight"])
+        if isinstance(validation_data, tuple) and len(validation_data) == 3:
+            vx, vy, vw = validation_data
+            vy, vw = self._weights_into_labels(vy, vw)
+            validation_data = (vx, vy) if vw is None else (vx, vy, vw)
         from keras_mtl.data import pipeline as _data_pipeline
 
         extra = self.weighting.callbacks() if self.weighting is not None else []
@@ -376,6 +549,11 @@ class MultiTaskModel(keras.Model):
         _check_labels(self, y, "the labels passed to evaluate")
         if x is not None:
             self._choose_jit(x)
+        if len(args) >= 3:  # evaluate(x, y, batch_size, verbose, sample_weight, ...)
+            args = list(args)
+            y, args[2] = self._weights_into_labels(y, args[2])
+        elif "sample_weight" in kwargs:
+            y, kwargs["sample_weight"] = self._weights_into_labels(y, kwargs["sample_weight"])
         logs = super().evaluate(x, y, *args, **kwargs)
         if isinstance(logs, (dict, list)) and not logs:
             raise ValueError("evaluate saw no batches: the data is empty.")

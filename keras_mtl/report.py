@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mtl import diagram
+from keras_mtl.logs import split_log_key
 
 
 def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -72,9 +73,12 @@ def _task_names(run: Path, train: dict) -> list[str]:
         names = [t["name"] for t in tasks if isinstance(t, dict) and "name" in t]
         if names:
             return names
-    return sorted(
-        {t[len("epoch_") : -len("_loss")] for t in train if t.endswith("_loss") and t != "epoch_loss"}
-    )
+    # Without a config: the names `epoch_<task>_loss` gives, less those that are
+    # another task's metric ending in `_loss` (`a_focal_loss` when `a` is a task).
+    # Every task also logs `<task>_weight` in training, which tells them apart.
+    names = {t[len("epoch_") : -len("_loss")] for t in train if t.endswith("_loss") and t != "epoch_loss"}
+    weighted = {n for n in names if f"epoch_{n}_weight" in train}
+    return sorted(weighted or names)
 
 
 def _curves(run: Path, names: list[str], train: dict, val: dict) -> str | None:
@@ -86,9 +90,9 @@ def _curves(run: Path, names: list[str], train: dict, val: dict) -> str | None:
     if not names:
         return None
     # Gate statistics (`epoch_<task>_gate/expert_0`) have their own section.
-    metrics = sorted(
-        {t[len(f"epoch_{n}_") :] for n in names for t in train if t.startswith(f"epoch_{n}_") and "/" not in t}
-    )
+    # The longest task name owns a tag: with tasks `a` and `a_b`, `epoch_a_b_auc` is a_b's.
+    owners = [split_log_key(t, names, prefixes=("epoch_",)) for t in train if "/" not in t]
+    metrics = sorted({owner[2] for owner in owners if owner is not None})
     if not metrics:
         return None
     fig, axes = plt.subplots(len(names), len(metrics), figsize=(3.2 * len(metrics), 2.4 * len(names)), squeeze=False)

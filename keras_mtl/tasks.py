@@ -13,24 +13,38 @@ a zero weight, so users never build sample-weight dicts by hand:
 | Binary      | 0/1, shape (batch,) or (b, 1)  | -1 or NaN                   |
 | Multiclass  | class id int, shape (batch,)   | -1 (or NaN for float ids)   |
 | Multilabel  | multi-hot, shape (batch, L)    | -1 or NaN, per label        |
-| Regression  | float, shape (batch, units)    | NaN, per value              |
+| Regression  | number, shape (batch, units)   | NaN, per value              |
 | Tagging     | tag id per token (batch, T)    | -1, per token (padding too) |
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+import typing
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_mtl import heads
 
+__all__ = [
+    "TASK_TYPES",
+    "Binary",
+    "Multiclass",
+    "Multilabel",
+    "Regression",
+    "Tagging",
+    "TargetMoments",
+    "Task",
+    "check_unique",
+    "validate_name",
+]
+
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
-def validate_name(name: Any, what: str = "task") -> str:
+def validate_name(name: typing.Any, what: str = "task") -> str:
     """Checks that `name` is safe as an output key, log prefix, signature key and file name.
 
     Example:
@@ -74,10 +88,10 @@ class Task:
         name: str,
         *,
         label: str | None = None,
-        loss: Any = None,
-        metrics: Sequence[Any] | None = None,
+        loss: typing.Any = None,
+        metrics: typing.Sequence[typing.Any] | None = None,
         weight: float = 1.0,
-        tower: Sequence[int] = (),
+        tower: typing.Sequence[int] = (),
     ):
         self.name = validate_name(name)
         self.label = validate_name(label if label is not None else name, "label")
@@ -122,6 +136,10 @@ class Task:
         those asserts out, for labels already checked (`keras_mtl.data.checks`).
         """
         y = self._reshape_labels(tf.convert_to_tensor(y), y_pred)
+        if self.missing_class_id is None and not y.dtype.is_floating:
+            # Integer (or bool) values are plain numbers here: the marker is NaN,
+            # which only floats can hold, so they have no missing ones.
+            y = tf.cast(y, y_pred.dtype)
         if y.dtype.is_floating:
             present = tf.math.logical_not(tf.math.is_nan(y))
             if self.missing_class_id is not None:
@@ -338,25 +356,65 @@ class Multilabel(Task):
 class Regression(Task):
     """A real-valued target: linear output, mean squared error, MAE and RMSE.
 
-    NaN marks a missing value (-1 is a legitimate value here).
+    NaN marks a missing value (-1 is a legitimate value here). Labels may be
+    floats or integers.
+
+    With `normalize` (the default) the task trains on standardised targets:
+    the loss compares `(label - mean) / std` with the prediction scaled the
+    same way, so a target in the thousands weighs in like one of unit scale
+    next to the other tasks' losses. The output layer (a
+    `keras_mtl.heads.ScaledDense` named after the task) adds the scale back,
+    so predictions, the saved model and its export are in the label's units,
+    and so are the `mae`/`rmse` metrics; `<task>_loss` is the loss on the
+    z-scores. `mean` and `std` (per output unit, missing values ignored) come
+    from the training labels: `MultiTaskModel.adapt_targets(labels)` sets
+    them, and the first `fit` of a model whose stats are unset reads them
+    from its training data. A custom `loss` sees z-scores too; one that
+    needs the raw values (a count's `poisson`, `msle`, `mape`, or one that
+    reads label values) takes `normalize=False`, which trains on them.
 
     Example:
     >>> Regression("log_retweets").units
     1
+    >>> Regression("hours").target_stats(np.array([10, 30, np.nan]))
+    (array([20.]), array([10.]))
     """
 
     default_loss = "mean_squared_error"
     missing_class_id = None
 
-    def __init__(self, name: str, units: int = 1, **kwargs):
+    def __init__(self, name: str, units: int = 1, *, normalize: bool = True, **kwargs):
         if int(units) < 1:
             raise ValueError(f"Task {name!r}: units must be >= 1, got {units}.")
         self._units = int(units)
+        self.normalize = bool(normalize)
         super().__init__(name, **kwargs)
+        loss_name = getattr(getattr(self.loss, "fn", self.loss), "__name__", "")
+        if self.normalize and loss_name in _RAW_VALUE_LOSSES:
+            # z-scores are negative for half the labels: these losses would give NaN or nonsense.
+            raise ValueError(
+                f"Task {name!r}: loss {loss_name!r} needs the labels' own values (positive counts, "
+                "ratios), but normalize=True hands it z-scores; pass normalize=False."
+            )
 
     @property
     def units(self):
         return self._units
+
+    def build_head(self, features: keras.KerasTensor) -> keras.KerasTensor:
+        return heads.dense_head(
+            features, self.name, self.units, self.activation, self.tower, destandardize=self.normalize
+        )
+
+    def target_stats(self, labels) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of `labels` per output unit, NaN (missing) left out.
+
+        A unit with no labels gets mean 0 and std 1, one whose labels are
+        all equal std 1, so standardising never divides by zero.
+        """
+        moments = TargetMoments(self)
+        moments.update(labels)
+        return moments.result()
 
     def default_metrics(self):
         return [
@@ -365,7 +423,69 @@ class Regression(Task):
         ]
 
     def get_config(self):
-        return {**super().get_config(), "units": self._units}
+        return {**super().get_config(), "units": self._units, "normalize": self.normalize}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Regression":
+        # Models saved before `normalize` existed trained on raw targets, with a plain Dense output.
+        return super().from_config({"normalize": False, **config})
+
+
+# Keras losses that read label values as they are (logs, ratios), which standardising breaks.
+_RAW_VALUE_LOSSES = {"poisson", "mean_squared_logarithmic_error", "mean_absolute_percentage_error", "kl_divergence"}
+
+
+class TargetMoments:
+    """Running count, mean and squared deviations of a regression task's labels, batch by batch.
+
+    Batches are merged with Chan et al.'s pairwise update, in float64, so a
+    large mean does not swamp a small spread.
+
+    Example:
+    >>> m = TargetMoments(Regression("y"))
+    >>> m.update([1.0, 2.0]); m.update([3.0, float("nan")])
+    >>> m.count.tolist(), m.result()[0].tolist()
+    ([3.0], [2.0])
+    """
+
+    def __init__(self, task: "Regression"):
+        self.task = task
+        self.count = np.zeros(task.units)
+        self.mean = np.zeros(task.units)
+        self.m2 = np.zeros(task.units)
+
+    def update(self, labels) -> None:
+        values = np.asarray(labels)
+        owner = f"Task {self.task.name!r} (label {self.task.label!r})"
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"{owner}: labels must be numbers, got dtype {values.dtype}.")
+        values = values.astype(np.float64)
+        if values.size % self.task.units:
+            raise ValueError(f"{owner}: labels of shape {values.shape} do not fit its {self.task.units} output unit(s).")
+        values = values.reshape(-1, self.task.units)
+        present = ~np.isnan(values)
+        count = present.sum(axis=0).astype(np.float64)
+        if not np.isfinite(values[present]).all():
+            raise ValueError(f"{owner}: labels hold inf; mark a missing value with NaN.")
+        total = np.where(present, values, 0.0).sum(axis=0)
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        m2 = (np.where(present, values - mean, 0.0) ** 2).sum(axis=0)
+        merged = self.count + count
+        delta = mean - self.mean
+        share = np.divide(count, merged, out=np.zeros_like(count), where=merged > 0)
+        self.m2 = self.m2 + m2 + delta**2 * self.count * share
+        self.mean = self.mean + delta * share
+        self.count = merged
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(mean, std)` per output unit (0 and 1 where there are no labels, std 1 where they are all equal)."""
+        labelled = self.count > 0
+        mean = np.where(labelled, self.mean, 0.0)
+        var = np.divide(self.m2, self.count, out=np.zeros_like(self.m2), where=labelled)
+        std = np.sqrt(var)
+        # Relative to the mean: float rounding leaves a tiny spread on equal values.
+        flat = std <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+        return mean, np.where(flat, 1.0, std)
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -415,7 +535,7 @@ TASK_TYPES = {
 }
 
 
-def check_unique(tasks: Sequence[Task]) -> list[Task]:
+def check_unique(tasks: typing.Sequence[Task]) -> list[Task]:
     """Returns `tasks` as a list after checking there is at least one and names are unique.
 
     Example:

@@ -21,12 +21,15 @@ from keras_mtl import models, trunks
 from keras_mtl import weighting as weighting_lib
 from keras_mtl.callbacks import StopOnNonFiniteLoss, monitoring
 from keras_mtl.hparams import flatten, log_hparams
+from keras_mtl.optimizers import LazyAdam
+from keras_mtl.logs import split_log_key
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
     "sgd": keras.optimizers.SGD,
     "rmsprop": keras.optimizers.RMSprop,
+    "lazy_adam": LazyAdam,
 }
 
 
@@ -66,6 +69,8 @@ def load_data(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tu
     ['income', 'never_married']
     """
     d = cfg.data
+    if d.files():
+        return load_files(cfg, echo)
     if not d.sources:
         echo(f"Loading {d.dataset} ...")
         data = data_lib.DATASETS[d.dataset](
@@ -87,6 +92,38 @@ def load_data(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tu
     except ValueError as e:  # a label no source has, sources with different inputs, ...
         raise config_lib.ConfigError(f"data.sources: {e}") from e
     return data, data.tasks
+
+
+def load_files(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tuple:
+    """`(MultiTaskData, tasks)` of the user's table that `data.path` (or `data.train`, ...) names."""
+    d = cfg.data
+    if not cfg.tasks:
+        raise config_lib.ConfigError(
+            "tasks: list the tasks to train on your table, each with the column it reads "
+            "(tasks: [{name: income, type: binary, label: income_column}, ...])."
+        )
+    tasks = [t.build() for t in cfg.tasks]
+    files = d.files()
+    echo(f"Reading {', '.join(f'{s}: {p}' for s, p in files.items())} ...")
+    try:
+        data = data_lib.read(
+            files if len(files) > 1 else files["train"],
+            tasks,
+            format=d.format,
+            features=d.features or None,
+            split=d.split,
+            validation_fraction=d.validation_fraction,
+            test_fraction=d.test_fraction,
+            batch_size=d.batch_size,
+            seed=cfg.train.seed,
+            name=cfg.name,
+            stream=d.stream,
+            limit=d.limit,
+            echo=echo,
+        )
+    except (ValueError, OSError) as e:  # a missing column, a bad value, an unreadable file
+        raise config_lib.ConfigError(f"data: {e}") from e
+    return data, tasks
 
 
 def default_trunk(data: data_lib.MultiTaskData, units, dropout: float = 0.0):
@@ -176,6 +213,9 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     data, tasks = load_data(cfg, echo)
     with strategy.scope():
         model = build_model(cfg, data, tasks)
+    if "train" in data.columns and not cfg.data.sources:
+        # Regression targets are standardised with the training labels (a streamed table: its sample).
+        model.adapt_targets(data.columns["train"][1])
     if cfg.train.preprocess == "once" and not cfg.data.sources:
         # The model's lookups/tokenisation run once here instead of in every step;
         # the checkpoint and the export still take raw features.
@@ -260,11 +300,13 @@ def metric_table(metrics: dict, task_names: list[str]) -> str:
     task  auc     loss
     a     0.9000  0.5000
     """
-    rows, columns = {}, set()
-    for name in task_names:
-        row = {k[len(name) + 1 :]: v for k, v in metrics.items() if k.startswith(name + "_")}
-        rows[name] = row
-        columns.update(row)
+    rows, columns = {name: {} for name in task_names}, set()
+    for key, value in metrics.items():
+        # The longest task name owns a key: with tasks `a` and `a_b`, `a_b_auc` is a_b's.
+        owner = split_log_key(key, task_names, prefixes=("",))
+        if owner is not None:
+            rows[owner[1]][owner[2]] = value
+            columns.add(owner[2])
     columns = sorted(columns)
     width = max([4] + [len(n) for n in task_names]) + 2
     col_w = max([6] + [len(c) for c in columns]) + 2

@@ -68,6 +68,92 @@ def mlp(
     return build
 
 
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class MaskedPooling1D(keras.layers.Layer):
+    """Mean or sum of token embeddings (batch, T, d) over the tokens whose id is not 0 (padding).
+
+    Called on `[embeddings, ids]`, ids being the (batch, T) token ids the
+    embeddings were looked up with. Keras' `GlobalAveragePooling1D` with an
+    `Embedding(mask_zero=True)` mask divides by the number of real tokens and
+    so gives NaN for an empty text or tag list (which real tables have), and
+    Keras has no masked sum. Here an empty row pools to zeros, and padding
+    is dropped with `where`, not multiplied by 0, so not even an inf in the
+    padding row reaches the output. The mask comes from the ids rather than
+    from Keras' mask propagation, which adds a bare `NotEqual` op to the
+    Functional graph between the weightless front and the embedding.
+
+    Example:
+    >>> import numpy as np
+    >>> ids = np.array([[1, 2, 0], [0, 0, 0]])
+    >>> table = keras.layers.Embedding(3, 1, embeddings_initializer=keras.initializers.Constant([[1e9], [1.0], [3.0]]))
+    >>> MaskedPooling1D("mean")([table(ids), ids]).numpy().ravel().tolist()
+    [2.0, 0.0]
+    """
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("mean", "sum"):
+            raise ValueError(f"MaskedPooling1D: mode must be 'mean' or 'sum', got {mode!r}.")
+        self.mode = mode
+
+    def call(self, inputs):
+        embeddings, ids = inputs
+        keep = keras.ops.expand_dims(keras.ops.not_equal(ids, 0), -1)
+        total = keras.ops.sum(keras.ops.where(keep, embeddings, keras.ops.zeros_like(embeddings)), axis=1)
+        if self.mode == "sum":
+            return total
+        count = keras.ops.sum(keras.ops.cast(keep, total.dtype), axis=1)
+        return total / keras.ops.maximum(count, keras.ops.ones_like(count))
+
+    def compute_output_shape(self, input_shape):
+        embeddings_shape = input_shape[0]
+        return (embeddings_shape[0], embeddings_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _is_embedded(feature) -> bool:
+    from keras_mtl.preprocessing import EmbeddedFeature
+
+    return isinstance(feature, EmbeddedFeature)
+
+
+def _embedded_representation(feature_space, encoded: Mapping, name: str):
+    """Dict-mode FeatureSpace outputs as one (batch, d) tensor: numeric and
+    one-hot parts concatenated in the weightless front, each embedded
+    feature through its own `Embedding` (flattened, or pooled over tokens)."""
+    dense, embedded = [], []
+    for key in sorted(encoded):
+        tensor = encoded[key]
+        feature = feature_space.features.get(key)  # None for a feature cross
+        if _is_embedded(feature):
+            x = keras.layers.Embedding(feature.cardinality, feature.output_dim, name=f"{key}_embedding")(tensor)
+            if feature.pooling is not None:
+                # Text and lists pad with id 0 (for a single id, 0 is the OOV
+                # slot or a hash bin: a real value, so nothing is masked there).
+                x = MaskedPooling1D(feature.pooling, name=f"{key}_{feature.pooling}_pool")([x, tensor])
+            else:
+                x = keras.layers.Flatten(name=f"{key}_flatten")(x)
+            embedded.append(x)
+        elif tensor.dtype not in ("float16", "bfloat16", "float32", "float64"):
+            raise ValueError(
+                f"trunks.tabular: feature {key!r} gives {tensor.dtype} values (output_mode='int'?); "
+                "use FeatureSpace.embedded_categorical or FeatureSpace.hashed to embed it, or "
+                "output_mode='one_hot'."
+            )
+        else:
+            dense.append(tensor)
+    if len(dense) > 1:
+        # Weightless, so `encoding.split` keeps it in the front: the encoded
+        # step reads one numeric block plus one id tensor per embedded feature.
+        dense = [keras.layers.Concatenate(name=f"{name}_numeric")(dense)]
+    parts = dense + embedded
+    if len(parts) == 1:
+        return parts[0]
+    return keras.layers.Concatenate(name=f"{name}_features")(parts)
+
+
 def tabular(
     feature_space: keras.utils.FeatureSpace,
     units: Sequence[int] = (128, 64),
@@ -82,18 +168,32 @@ def tabular(
     `get_inputs()` (what `keras_mtl.data` datasets expose as `.inputs`), so
     that normalisation and vocabulary lookups run inside the model.
 
+    With `output_mode="concat"` the Dense layers read FeatureSpace's
+    concatenated vector (numbers and one-hot categories). With
+    `output_mode="dict"` numeric and one-hot features are concatenated, each
+    embedded feature (`keras_mtl.preprocessing.FeatureSpace.embedded_categorical`,
+    `hashed`, `text`, `token_list`) goes through a `keras.layers.Embedding`
+    named `<feature>_embedding` (flattened for one id, masked mean or sum
+    pooled over the tokens of a text or list, `<feature>_mean_pool`), and
+    all of them are concatenated before the Dense layers. Lookups, hashing
+    and tokenisation stay in the weightless front that
+    `keras_mtl.encoding.split` cuts off; the embeddings are in the learned
+    part.
+
     Example:
     >>> fs = keras.utils.FeatureSpace({"x": "float_normalized", "c": "string_categorical"})
     >>> fs.adapt({"x": [[1.0], [2.0]], "c": [["a"], ["b"]]})
     >>> tabular(fs, [8])(fs.get_inputs()).shape
     (None, 8)
+    >>> import numpy as np
+    >>> from keras_mtl.preprocessing import FeatureSpace
+    >>> fs = FeatureSpace({"x": "float_normalized", "user": FeatureSpace.hashed(1000, embedding_dim=4)},
+    ...                   output_mode="dict")
+    >>> fs.adapt({"x": np.array([[1.0], [2.0]]), "user": np.array([["u1"], ["u2"]], dtype=object)})
+    >>> model = keras.Model(fs.get_inputs(), tabular(fs, [])(fs.get_inputs()))
+    >>> tuple(model.get_layer("user_embedding").embeddings.shape), model.output.shape
+    ((1000, 4), (None, 5))
     """
-    if feature_space.output_mode != "concat":
-        raise ValueError(
-            "trunks.tabular needs a FeatureSpace with output_mode='concat'; got "
-            f"{feature_space.output_mode!r}."
-        )
-
     def build(inputs):
         expected = feature_space.get_inputs()
         if not isinstance(inputs, Mapping) or any(
@@ -105,6 +205,8 @@ def tabular(
                 "preprocessing is part of the model."
             )
         encoded = feature_space.get_encoded_features()
+        if feature_space.output_mode == "dict":
+            encoded = _embedded_representation(feature_space, encoded, name)
         return _dense_stack(encoded, units, activation, dropout, name)
 
     return build

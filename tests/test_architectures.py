@@ -174,7 +174,7 @@ def test_cross_stitch_with_identity_alpha_is_independent_columns(rng):
     # Columns start on the raw inputs (mlp([]) has no layers) and alpha = I:
     # each task's output must be its own column and head, computed by hand.
     model = cross_stitch(
-        keras.Input((3,)), [tasks.Binary("a"), tasks.Regression("b")], trunks.mlp([]), column_units=[4, 2]
+        keras.Input((3,)), [tasks.Binary("a"), tasks.Regression("b", normalize=False)], trunks.mlp([]), column_units=[4, 2]
     )
     for unit in ("cross_stitch_0", "cross_stitch_1"):
         model.get_layer(unit).alpha.assign(np.eye(2, dtype="float32"))

@@ -52,7 +52,7 @@ def test_train_end_to_end(tmp_path):
     assert export.versions(tmp_path / "saved_models" / "census") == [1, 2]
     assert cli.main([
         "verify", str(tmp_path / "saved_models/census/2"),
-        "--model", str(tmp_path / "checkpoints/census/r1/best.keras"), "--samples", "8",
+        "--model", str(tmp_path / "checkpoints/census/r1/best.keras"), "--dataset", "census_income", "--rows", "8",
     ]) == 0
 
     # A second run with the same name is refused instead of mixing logs.

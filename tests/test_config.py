@@ -41,7 +41,7 @@ def test_overrides():
         ("train.epochs=0", r"^train.epochs must be >= 1, got 0"),
         ("train.epochs=true", r"train.epochs must be an integer, got bool"),
         ("train.learning_rate=-1", r"learning_rate must be > 0"),
-        ("train.optimizer=adagrad", r"train.optimizer must be one of \['adam', 'adamw', 'sgd', 'rmsprop'\], got 'adagrad'"),
+        ("train.optimizer=adagrad", r"train.optimizer must be one of \['adam', 'adamw', 'sgd', 'rmsprop', 'lazy_adam'\], got 'adagrad'"),
         ("train.weighting=magic", r"train.weighting: unknown method 'magic'"),
         ("data.dataset=mnist", r"data.dataset must be one of \['census_income', 'trump_tweets'"),
         ("data.validation_fraction=1.0", r"validation_fraction must be in \(0, 1\)"),

@@ -22,7 +22,8 @@ def spiky_error(y, p):
 def build(**compile_kwargs):
     model = mtl.models.shared_bottom(
         keras.Input((4,), name="x"),
-        [tasks.Regression("smooth"), tasks.Regression("spiky", loss=spiky_error)],
+        # The spiky loss reads raw label values (BAD_LABEL), not z-scores.
+        [tasks.Regression("smooth"), tasks.Regression("spiky", loss=spiky_error, normalize=False)],
         trunk=mtl.trunks.mlp([4]),
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01), **compile_kwargs)
@@ -222,3 +223,29 @@ def test_a_weight_no_layer_holds_is_recorded_and_named_by_its_path():
     assert finite.first_nonfinite(model) == (1, [])
     with pytest.raises(FloatingPointError, match=r"weighting method's\) became non-finite; .* after the update: \['.*log_variance'\]"):
         cb.check_model_weights(epoch=0, step=2)
+
+
+def test_tables_too_large_to_sum_every_step_are_checked_at_epoch_end(rng, monkeypatch):
+    from keras_mtl import finite
+    from keras_mtl.callbacks import StopOnNonFiniteLoss
+
+    # A 40 x 8 embedding table counts as "large" here, so the step leaves it out.
+    monkeypatch.setattr(finite, "RECORD_MAX_SIZE", 100)
+    ids = keras.Input((1,), dtype="int32", name="ids")
+    emb = keras.layers.Embedding(40, 8, name="table")(ids)
+    model = mtl.models.shared_bottom({"ids": ids}, [mtl.tasks.Binary("a")],
+                                     trunk=lambda x: keras.layers.Flatten()(emb))
+    model.compile(optimizer="sgd")
+    x = {"ids": rng.integers(0, 40, (64, 1)).astype("int32")}
+    y = {"a": rng.integers(0, 2, 64).astype("float32")}
+    finite.enable(model)
+    model.fit(x, y, epochs=1, verbose=0)
+    table = model.get_layer("table").embeddings
+    table.assign(tf.where(tf.range(40)[:, None] == 39, np.nan, table))  # a row no batch reads
+    finite.record(model)
+    assert finite.all_finite(model) and not finite.unrecorded_finite(model)
+    guard = StopOnNonFiniteLoss()
+    guard.set_model(model)
+    guard.on_train_begin()
+    with pytest.raises(FloatingPointError, match=r"layers with non-finite weights after the update: \['table'\]"):
+        guard.on_epoch_end(0)

@@ -19,10 +19,11 @@ from keras_mtl import callbacks, diagnostics, events
 
 def same_head_model(names):
     """A linear shared layer and identical linear heads: task gradients on the
-    shared layer then differ only through the targets."""
+    shared layer then differ only through the targets (raw ones: per-task
+    target stats would make the heads differ)."""
     x = keras.Input((3,), name="x")
     model = mtl.models.shared_bottom(
-        x, [mtl.tasks.Regression(n) for n in names], trunk=mtl.trunks.mlp([4], activation="linear")
+        x, [mtl.tasks.Regression(n, normalize=False) for n in names], trunk=mtl.trunks.mlp([4], activation="linear")
     )
     head = model.get_layer(names[0]).get_weights()
     for n in names[1:]:

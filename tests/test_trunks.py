@@ -26,10 +26,20 @@ def test_tabular_needs_the_feature_space_inputs(census_small):
         trunk({"age": keras.Input((1,), name="age")})
 
 
-def test_tabular_rejects_dict_output_mode():
-    fs = keras.utils.FeatureSpace({"x": "float_normalized"}, output_mode="dict")
-    with pytest.raises(ValueError, match="output_mode='concat'"):
-        trunks.tabular(fs)
+def test_tabular_on_a_dict_feature_space_concatenates_like_concat_mode():
+    # Keras' own kinds only: the dict-mode trunk's numeric block is exactly
+    # the vector a concat-mode FeatureSpace gives (same sorted order).
+    spec = lambda: {"x": "float_normalized", "c": "string_categorical", "b": "string_categorical"}  # noqa: E731
+    columns = {"x": np.array([[1.0], [3.0], [2.0]]), "c": np.array([["a"], ["b"], ["a"]]), "b": np.array([["u"], ["v"], ["w"]])}
+    concat = keras.utils.FeatureSpace(spec(), output_mode="concat")
+    as_dict = keras.utils.FeatureSpace(spec(), output_mode="dict")
+    concat.adapt(columns)
+    as_dict.adapt(columns)
+    inputs = as_dict.get_inputs()
+    block = keras.Model(inputs, trunks.tabular(as_dict, [])(inputs))
+    raw = {k: tf.constant(v) for k, v in columns.items()}
+    np.testing.assert_allclose(block(raw), concat(columns), atol=1e-6)
+    assert trunks.tabular(as_dict, [8])(inputs).shape == (None, 8)
 
 
 def test_tabular_preprocessing_is_inside_the_model(census_small):

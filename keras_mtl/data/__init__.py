@@ -6,7 +6,7 @@ missing marker (-1, or NaN for float labels), which the model masks.
 labels each source lacks; `from_pandas`/`from_tfds` make such sources.
 """
 
-from keras_mtl.data import sampling
+from keras_mtl.data import columns, files, sampling
 from keras_mtl.data.bundled_mixture import bundled_mixture
 from keras_mtl.data.census import census_income
 from keras_mtl.data.dataset import MultiTaskData
@@ -14,8 +14,10 @@ from keras_mtl.data.fashion import fashion_mnist
 from keras_mtl.data.mixing import concatenate, mixture
 from keras_mtl.data.news20 import newsgroups
 from keras_mtl.data.pandas_source import from_pandas
+from keras_mtl.data.readers import read
 from keras_mtl.data.pipeline import SetEpoch, from_columns, pipeline_options, shuffle_epoch
 from keras_mtl.data.sampling import Annealed, Proportional, Temperature, Uniform, Weights
+from keras_mtl.data.table import from_dataframe
 from keras_mtl.data.text import text_vectorizer
 from keras_mtl.data.tfds_source import from_tfds, store_as_tfds
 from keras_mtl.data.tweets import trump_tweets
@@ -40,14 +42,18 @@ __all__ = [
     "Weights",
     "bundled_mixture",
     "census_income",
+    "columns",
     "concatenate",
     "fashion_mnist",
+    "files",
     "from_columns",
+    "from_dataframe",
     "from_pandas",
     "from_tfds",
     "mixture",
     "newsgroups",
     "pipeline_options",
+    "read",
     "sampling",
     "shuffle_epoch",
     "store_as_tfds",

@@ -24,7 +24,11 @@ class MultiTaskData:
         vectorizer: for text data, the `keras.layers.TextVectorization`
             adapted on the train split (`keras_mtl.trunks.text(data.vectorizer)`
             puts it inside the model, so the model takes raw strings).
+        column_types: for a user's table (`from_dataframe`, `read`), how each
+            feature column is read (`keras_mtl.data.columns.ColumnType`).
         batch_size, seed: how the datasets were batched and shuffled.
+        streamed: the datasets read files batch by batch (`read(stream=True)`);
+            `columns` then hold the sample that types and statistics came from.
     """
 
     name: str
@@ -36,8 +40,10 @@ class MultiTaskData:
     feature_space: Any = None
     columns: dict = dataclasses.field(default_factory=dict, repr=False)
     vectorizer: Any = None
+    column_types: dict = dataclasses.field(default_factory=dict, repr=False)
     batch_size: int | None = None
     seed: int = 0
+    streamed: bool = False
 
     @classmethod
     def from_splits(
@@ -105,6 +111,13 @@ class MultiTaskData:
             raise ValueError(
                 f"Dataset {self.name!r} was not built by MultiTaskData.from_splits; "
                 "encoded() needs its batch size."
+            )
+        if self.streamed:
+            # Files read batch by batch: the encoder runs in the input pipeline.
+            from keras_mtl.encoding import encode_batches
+
+            return dataclasses.replace(
+                self, **{s: encode_batches(split.encoder, getattr(self, s)) for s in ("train", "validation", "test")}
             )
         columns = {
             name: (encode_columns(split.encoder, features), labels)

@@ -97,55 +97,155 @@ def feature_array(column: pd.Series, name: str) -> np.ndarray:
 def label_array(column: pd.Series, task: Task) -> np.ndarray:
     """A label column as the task's label array, with its missing marker where the value is missing.
 
+    Missing is NaN, None, pd.NA or an empty (blank) string, for every task,
+    and -1 for every task but Regression (where -1 is a value); in array
+    cells (Multilabel, Tagging, Regression with units > 1) per element.
+    Binary, Multilabel and Regression labels come back float32 with NaN,
+    Multiclass and Tagging int64 with -1.
+
     Example:
-    >>> from keras_mtl.tasks import Multiclass
-    >>> label_array(pd.Series([2, None, 0]), Multiclass("topic", 3)).tolist()
-    [2, -1, 0]
+    >>> from keras_mtl.tasks import Binary, Multiclass
+    >>> label_array(pd.Series([2, None, 0, -1]), Multiclass("topic", 3)).tolist()
+    [2, -1, 0, -1]
+    >>> label_array(pd.Series(["1", "", "0", "-1"]), Binary("click")).tolist()
+    [1.0, nan, 0.0, nan]
     """
     name = f"Label {task.label!r} (task {task.name!r})"
     if isinstance(task, (Multilabel, Tagging)) or (isinstance(task, Regression) and task.units > 1):
-        width = task.units if not isinstance(task, Tagging) else None
+        values = _label_rows(column, name, None if isinstance(task, Tagging) else task.units)
+        if isinstance(task, Regression):
+            return values.astype(np.float32)
+        present = ~np.isnan(values) & (values != -1)
         if isinstance(task, Tagging):
-            return _stack(column, name, width, np.int64, fill=-1)
-        return _stack(column, name, width, np.float32, fill=np.nan)
+            _check_ids(values, present, name, task.num_tags, "tag ids")
+            return np.where(present, values, -1).astype(np.int64)
+        _check_binary(values, present, name, "multi-hot values in [0, 1]", soft=True)
+        return np.where(present, values, np.nan).astype(np.float32)
     if isinstance(task, Multiclass):
         if isinstance(column.dtype, pd.CategoricalDtype):
+            # Categories that are missing markers ("", -1) mean missing, not a class.
+            markers = [c for c in column.cat.categories if _is_missing_marker(c)]
+            if markers:
+                column = column.cat.remove_categories(markers)
             if len(column.cat.categories) > task.num_classes:
                 raise ValueError(
                     f"{name} has {len(column.cat.categories)} categories but the task has "
                     f"{task.num_classes} classes."
                 )
             return column.cat.codes.to_numpy(np.int64)  # NaN has code -1
-        values = _numbers(column, name).astype(np.float64)
-        present = ~np.isnan(values)
-        bad = present & ((values != np.round(values)) | (values < 0) | (values >= task.num_classes))
-        if bad.any():
-            raise ValueError(
-                f"{name} must hold class ids 0..{task.num_classes - 1} (or be a pd.Categorical); "
-                f"got {column[bad].iloc[0]!r}."
-            )
+        values = _numbers(column, name)
+        present = ~np.isnan(values) & (values != -1)
+        _check_ids(values, present, name, task.num_classes, "class ids", " (or be a pd.Categorical)")
         return np.where(present, values, -1).astype(np.int64)
-    values = _numbers(column, name).astype(np.float32)
+    values = _numbers(column, name)
     if isinstance(task, Binary):
-        present = ~np.isnan(values)
-        if not np.isin(values[present], (0.0, 1.0)).all():
-            raise ValueError(f"{name} must be 0/1 (or bool), with NaN/None for missing.")
-    return values
+        present = ~np.isnan(values) & (values != -1)
+        _check_binary(values, present, name, "0/1 (or bool)")
+        values = np.where(present, values, np.nan)
+    return values.astype(np.float32)
 
 
 def _numbers(column: pd.Series, name: str) -> np.ndarray:
+    """A one-value-per-row label column as float64, NaN where missing (NaN, None, pd.NA, blank string)."""
     if isinstance(column.dtype, pd.CategoricalDtype) or not (
         pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype)
         or column.isna().all()
     ):
-        try:
-            return pd.to_numeric(column).to_numpy(np.float64, na_value=np.nan)
-        except (TypeError, ValueError):
+        cells = column.astype(object)
+        numbers = pd.to_numeric(cells, errors="coerce")
+        failed = (numbers.isna() & cells.notna()).to_numpy()
+        # Only the cells that did not parse are looked at one by one: blank ones are missing.
+        bad = failed.copy()
+        bad[failed] = ~cells[failed].map(_is_blank).to_numpy(bool)
+        if bad.any():
+            row = int(np.argmax(bad))
             raise ValueError(
-                f"{name} is not numeric (dtype {column.dtype}); map names to ids first, e.g. "
-                "pd.Categorical(df[col], categories=[...]) for a Multiclass task."
-            ) from None
+                f"{name} is not numeric: {cells.iloc[row]!r} at row {row} (dtype {column.dtype}); map "
+                "names to ids first, e.g. pd.Categorical(df[col], categories=[...]) for a Multiclass task."
+            )
+        return numbers.to_numpy(np.float64, na_value=np.nan)
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _label_rows(column: pd.Series, name: str, width: int | None) -> np.ndarray:
+    """Array-valued label cells stacked as float64; a missing cell, or element, becomes NaN."""
+    rows = [None if _is_missing_cell(cell) else _label_row(cell, name, i) for i, cell in enumerate(column)]
+    present = [r for r in rows if r is not None]
+    if not present and width is None:
+        raise ValueError(f"{name}: every value is missing, so its shape is unknown.")
+    length = width if width is not None else len(present[0])
+    for i, r in enumerate(rows):
+        if r is not None and len(r) != length:
+            raise ValueError(
+                f"{name}: the value at row {i} has length {len(r)}, expected {length}"
+                + (" (pad them to one length)." if width is None else ".")
+            )
+    out = np.full((len(rows), length), np.nan)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r
+    return out
+
+
+def _label_row(cell, name: str, row: int) -> np.ndarray:
+    try:  # the common case: a list or array of numbers (NaN included)
+        values = np.asarray(cell, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.ndim != 1:
+        items = list(np.asarray(cell, dtype=object).ravel()) if values is None else []
+        if values is not None or not items:
+            raise ValueError(f"{name}: the value at row {row} must be a flat list of numbers, got {cell!r}.")
+        values = np.empty(len(items))
+        for j, item in enumerate(items):
+            if _is_missing_cell(item):
+                values[j] = np.nan
+                continue
+            try:
+                values[j] = float(item)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: {item!r} at row {row}, position {j} is not a number.") from None
+    return values
+
+
+def _check_ids(values, present, name: str, n: int, what: str, alternative: str = "") -> None:
+    bad = present & ((values != np.round(values)) | (values < 0) | (values >= n))
+    if bad.any():
+        at = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} must hold {what} 0..{n - 1}{alternative}, with -1 or an empty value for missing; "
+            f"got {values[tuple(at)].item():g} at row {at[0]}."
+        )
+
+
+def _check_binary(values, present, name: str, what: str, soft: bool = False) -> None:
+    # `soft`: probabilities too, as the model's own label check allows for Multilabel.
+    bad = present & (((values < 0) | (values > 1)) if soft else ((values != 0) & (values != 1)))
+    if bad.any():
+        at = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} must be {what}, with -1, NaN, None or an empty value for missing; "
+            f"got {values[tuple(at)].item():g} at row {at[0]}."
+        )
+
+
+def _is_blank(value) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def _is_missing_cell(value) -> bool:
+    if value is None or value is pd.NA or _is_blank(value):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def _is_missing_marker(value) -> bool:
+    if _is_missing_cell(value):
+        return True
+    try:
+        return float(value) == -1
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_array_column(column: pd.Series) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_mtl.export import metadata as metadata_lib
 from keras_mtl.export import op_lint, signatures, warmup
+from keras_mtl.export import samples as samples_lib
 from keras_mtl.export.metadata import METADATA, read_metadata  # noqa: F401  (public here since 0.1)
 from keras_mtl.tasks import validate_name
 
@@ -69,7 +70,8 @@ def export_saved_model(
         version: the version number; default max(existing) + 1, or 1.
         overwrite: replace an existing version of the same number.
         warmup_samples: a few rows of raw features (a dict of arrays keyed by
-            input name, like `MultiTaskData.sample()`); with them, one warmup
+            input name, like `MultiTaskData.sample()`, or a DataFrame of
+            exactly the inputs; cast as `keras_mtl.export.request` casts); with them, one warmup
             request per signature goes to
             `assets.extra/tf_serving_warmup_requests`. Keep the rows at most
             the server's `max_batch_size` when batching is on.
@@ -140,5 +142,6 @@ def export_saved_model(
     return str(final)
 
 
-def _rows(samples: Mapping[str, object]) -> int:
-    return int(np.shape(next(iter(samples.values())))[0])
+def _rows(samples) -> int:
+    columns, _ = samples_lib.columns(samples)  # a dict of columns, a DataFrame or row dicts
+    return int(np.shape(next(iter(columns.values())))[0])

@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras_mtl.export import metadata as metadata_lib
 from keras_mtl.export import samples as samples_lib
 from keras_mtl.export import signatures, warmup
+from keras_mtl.export.client import resolve
 
 
 class VerificationError(AssertionError):
@@ -94,7 +95,7 @@ def run_in_fresh_process(
 
 def verify(
     path: str | os.PathLike,
-    samples: Mapping[str, object],
+    samples=None,
     model: keras.Model | None = None,
     *,
     atol: float = 1e-5,
@@ -104,39 +105,59 @@ def verify(
     The export is loaded in a fresh process with
     `tf.compat.v1.saved_model.loader.load` and run with `Session.run` on each
     signature's tensor names, which is the path TF Serving's C++ loader takes
-    (lookup tables and all). `samples` (raw features keyed by input name) go
-    to every signature: as features to `serving_default` and `predict_<task>`,
-    as serialized tf.Examples to `serve_tf_example`. The export's warmup
-    requests are replayed too, as TF Serving does before it serves a version.
-    With `model`, every output of every signature and warmup request must
-    equal the Keras model's within `atol`; without it, the per-task and
-    tf.Example signatures must agree with `serving_default`.
+    (lookup tables and all). `samples` (raw features keyed by input name: a
+    dict of columns, a DataFrame or a list of row dicts) go to every
+    signature: as features to `serving_default` and `predict_<task>`, as
+    serialized tf.Examples to `serve_tf_example`. The export's warmup
+    requests are replayed too, as TF Serving does before it serves a
+    version; without samples only they are sent. With `model`, every output
+    of every signature and warmup request must equal the Keras model's
+    within `atol`; without it, the per-task and tf.Example signatures must
+    agree with `serving_default` (warmup records with the serving_default
+    record, which keras_mtl writes from the same rows).
+
+    Samples are cast to the signature's dtypes as `keras_mtl.export.request`
+    and `Predictor` cast them (an int64 or float64 column to a float32
+    input); a value that cannot be cast raises a `RequestError` naming the
+    input and row. The report's `cast` lists the inputs that were cast
+    (`{"age": "int64 -> float32"}`): a gRPC client, or a Python caller of
+    the loaded SavedModel, sending those columns unconverted is refused, so
+    it must cast them too (the helpers do).
 
     Returns:
         `{"path", "reference": "model" | "serving_default", "outputs"
         (serving_default's shapes), "max_abs_diff" (against the model, or
-        None), "signatures": {name: {"outputs", "max_abs_diff"}}, "warmup":
-        {"records", "max_abs_diff"}}`.
+        None), "samples" (rows sent), "cast", "signatures": {name:
+        {"outputs", "max_abs_diff"}}, "warmup": {"records", "max_abs_diff"}}`.
 
     Example:
     >>> import tempfile, keras_mtl as mtl
     >>> model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Binary("a")])
     >>> path = mtl.export.export_saved_model(model, tempfile.mkdtemp(), warmup_samples={"x": np.zeros((1, 3))})
-    >>> report = verify(path, {"x": np.ones((2, 3), "float32")}, model)
-    >>> sorted(report["signatures"]), report["warmup"]["records"], report["max_abs_diff"] < 1e-5
-    (['predict_a', 'serve_tf_example', 'serving_default'], 3, True)
+    >>> report = verify(path, {"x": np.ones((2, 3))}, model)
+    >>> sorted(report["signatures"]), report["warmup"]["records"], report["max_abs_diff"] < 1e-5, report["cast"]
+    (['predict_a', 'serve_tf_example', 'serving_default'], 3, True, {'x': 'float64 -> float32'})
     """
+    path = resolve(path)
     specs, names = _signatures_to_check(path, model)
-    inputs = (
-        samples_lib.serving_inputs(specs, samples)
-        if specs is not None
-        else {k: samples_lib.as_numpy(v) for k, v in samples.items()}
-    )
+    replayed = warmup.read_warmup(path)
+    if samples is None:
+        if not replayed:
+            raise samples_lib.RequestError(
+                f"The export at {path} has no warmup requests ({warmup.WARMUP_FILE}) and no samples "
+                "were given: there is nothing to send it."
+            )
+        names, inputs, cast = [], {}, {}
+    elif specs is not None:
+        inputs = samples_lib.serving_inputs(specs, samples)
+        cast = samples_lib.casts(specs, samples)
+    else:
+        inputs = {k: samples_lib.as_numpy(v) for k, v in samples_lib.columns(samples)[0].items()}
+        cast = {}
     logs = [
         warmup.predict_log("verify", name, samples_lib.signature_inputs(name, specs or {}, inputs))
         for name in names
     ]
-    replayed = warmup.read_warmup(path)
     results = run_requests_in_fresh_process(path, logs + replayed)
     served = dict(zip(names, results[: len(names)]))
 
@@ -156,18 +177,28 @@ def verify(
         diff = _compare(name, got, want, atol, problems) if want is not None else None
         report[name] = {"outputs": {k: list(v.shape) for k, v in got.items()}, "max_abs_diff": diff}
 
+    answers = list(zip(replayed, results[len(names) :]))
+    warm_default = next(
+        (got for log, got in answers
+         if isinstance(got, dict) and warmup.request_arrays(log)[0] == signatures.SERVING_DEFAULT),
+        None,
+    )
     warmup_diffs = []
-    for i, (log, got) in enumerate(zip(replayed, results[len(names) :])):
-        where = f"warmup record {i} ({log.predict_log.request.model_spec.signature_name})"
+    for i, (log, got) in enumerate(answers):
+        signature = warmup.request_arrays(log)[0]
+        where = f"warmup record {i} ({signature})"
         if isinstance(got, str):
             problems.append(f"{where}: {got}")
         elif model is not None:
-            signature, arrays = warmup.request_arrays(log)
+            _, arrays = warmup.request_arrays(log)
             try:
                 want = _model_answer(model, signature, arrays)
             except ValueError as e:  # a record for a signature the model does not have
                 problems.append(f"{where}: {e}")
                 continue
+            warmup_diffs.append(_compare(where, got, want, atol, problems))
+        elif warm_default is not None and signature != signatures.SERVING_DEFAULT and _same_rows(got, warm_default):
+            want = {k: warm_default[k] for k in got if k in warm_default}
             warmup_diffs.append(_compare(where, got, want, atol, problems))
     if problems:
         reference = "model" if model is not None else "serving_default signature"
@@ -178,17 +209,29 @@ def verify(
     against_model = [
         r["max_abs_diff"] for r in report.values() if r["max_abs_diff"] is not None
     ] + warmup_diffs
+    if signatures.SERVING_DEFAULT in report:
+        outputs = report[signatures.SERVING_DEFAULT]["outputs"]
+    else:
+        outputs = {k: list(v.shape) for k, v in (warm_default or {}).items()}
     return {
         "path": str(path),
         "reference": "model" if model is not None else signatures.SERVING_DEFAULT,
-        "outputs": report[signatures.SERVING_DEFAULT]["outputs"],
+        "outputs": outputs,
         "max_abs_diff": max(against_model) if model is not None and against_model else None,
+        "samples": len(next(iter(inputs.values()))) if inputs else 0,
+        "cast": cast,
         "signatures": report,
         "warmup": {
             "records": len(replayed),
             "max_abs_diff": max(warmup_diffs) if warmup_diffs else None,
         },
     }
+
+
+def _same_rows(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    """Whether two answers are for the same number of rows (so one can check the other)."""
+    sizes = {len(v) for v in a.values() if np.ndim(v)} | {len(v) for v in b.values() if np.ndim(v)}
+    return len(sizes) == 1
 
 
 def _signatures_to_check(path, model) -> tuple[dict | None, list[str]]:
