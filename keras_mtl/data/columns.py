@@ -173,31 +173,34 @@ def _infer(column: pd.Series, name: str) -> ColumnType | None:
         return ColumnType("categorical", "int64", int(present.nunique()), "one_hot", why="booleans")
     if pd.api.types.is_numeric_dtype(column.dtype):
         if pd.api.types.is_integer_dtype(column.dtype) and _ID_NAME.search(name):
-            return _identifier(present, "int64", "integers named like an id")
+            return _identifier(int(present.nunique()), "int64", "integers named like an id")
         return _numeric(column, name, "float values" if pd.api.types.is_float_dtype(column.dtype) else "integers")
     if _is_list_column(present):
         return _list_type(column, name, "lists of values")
-    strings = present.astype(str)
-    numbers = pd.to_numeric(strings, errors="coerce")
-    parsed = numbers.notna()
+    # Each distinct value once, with how often it occurs: tables repeat values.
+    counts = present.astype(str).value_counts(sort=False)
+    values, weights = counts.index.to_series(), counts.to_numpy()
+    parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy()
     if parsed.all():
         # Every value is a number written as a string (zip codes, codes with
         # leading zeros): a pandas reader would have made it numeric otherwise.
-        return _categorical(strings, "string", "numbers stored as strings: read as codes")
-    if parsed.mean() >= 0.9:
-        row = strings.index[~parsed.to_numpy()][0]
+        return _categorical(len(counts), "string", "numbers stored as strings: read as codes")
+    share = float(weights[parsed].sum() / weights.sum())
+    if share >= 0.9:
+        odd = set(values[~parsed])
+        row = next(i for i, v in zip(present.index, present.astype(str)) if v in odd)
         raise ValueError(
-            f"Column {name!r} is ambiguous: {parsed.mean():.0%} of its values are numbers but row {row} "
-            f"holds {strings[row]!r}. Clean it (e.g. pd.to_numeric(df[{name!r}], errors='coerce') and "
+            f"Column {name!r} is ambiguous: {share:.0%} of its values are numbers but row {row} "
+            f"holds {column[row]!r}. Clean it (e.g. pd.to_numeric(df[{name!r}], errors='coerce') and "
             f"fill the gaps) or say how to read it: features={{{name!r}: 'categorical'}}."
         )
     if _ID_NAME.search(name):
-        return _identifier(strings, "string", "strings named like an id")
-    words = strings.str.split().str.len()
-    distinct = int(strings.nunique())
-    if words.mean() >= TEXT_MIN_WORDS and distinct > ONE_HOT_MAX:
-        return _text_type(strings, f"about {words.mean():.0f} words per value")
-    return _categorical(strings, "string", "strings")
+        return _identifier(len(counts), "string", "strings named like an id")
+    if len(counts) > ONE_HOT_MAX:
+        words = float(np.average(values.str.split().str.len().to_numpy(), weights=weights))
+        if words >= TEXT_MIN_WORDS:
+            return _text_type(present.astype(str), f"about {words:.0f} words per value")
+    return _categorical(len(counts), "string", "strings")
 
 
 def _numeric(column: pd.Series, name: str, why: str) -> ColumnType:
@@ -216,18 +219,16 @@ def _numeric(column: pd.Series, name: str, why: str) -> ColumnType:
     return ColumnType("numeric", "float32", int(column.nunique()), why=why)
 
 
-def _categorical(present: pd.Series, dtype: str, why: str) -> ColumnType:
-    distinct = int(present.nunique())
+def _categorical(distinct: int, dtype: str, why: str) -> ColumnType:
     if distinct > CATEGORICAL_MAX:
         return _hashed(distinct, dtype, f"{why}; more than {CATEGORICAL_MAX:,} values")
     encoding = "one_hot" if distinct <= ONE_HOT_MAX else "embedding"
     return ColumnType("categorical", dtype, distinct, encoding, why=why)
 
 
-def _identifier(present: pd.Series, dtype: str, why: str) -> ColumnType:
+def _identifier(distinct: int, dtype: str, why: str) -> ColumnType:
     # New ids keep arriving after training: hash them rather than keep a
     # vocabulary that sends every unseen id to one OOV slot.
-    distinct = int(present.nunique())
     if distinct <= ONE_HOT_MAX:
         return ColumnType("categorical", dtype, distinct, "one_hot", why=why)
     return _hashed(distinct, dtype, why)
@@ -304,7 +305,7 @@ def _override(column: pd.Series, name: str, spec) -> ColumnType:
         if encoding not in (None, "one_hot", "embedding"):
             raise ValueError(f"features[{name!r}].encoding must be 'one_hot' or 'embedding', got {encoding!r}.")
         values = present if dtype == "int64" else present.astype(str)
-        t = _categorical(values, dtype, why)
+        t = _categorical(int(values.nunique()), dtype, why)
         if t.kind == "hashed":  # asked for a vocabulary: keep one, capped if asked
             t = ColumnType("categorical", dtype, t.cardinality, "embedding", why=why)
         return dataclasses.replace(
