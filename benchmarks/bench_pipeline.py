@@ -37,8 +37,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_mtl as mtl  # noqa: E402
-from keras_mtl.data import SetEpoch, from_columns  # noqa: E402
-from keras_mtl.encoding import encode_columns  # noqa: E402
+from keras_mtl.callbacks import SetEpoch  # noqa: E402
+from keras_mtl.data import from_columns  # noqa: E402
+from keras_mtl._encoding import encode_columns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1024

@@ -10,16 +10,20 @@ Example:
 __version__ = "0.1.0"
 
 from keras_mtl import layers, tasks, trunks, weighting  # noqa: E402
-from keras_mtl.model import MultiTaskModel  # noqa: E402
+from keras_mtl._model import MultiTaskModel  # noqa: E402
 from keras_mtl import models  # noqa: E402
 from keras_mtl import data, export  # noqa: E402
 # The modules the README reaches as `mtl.<module>` after `import keras_mtl as mtl`.
 from keras_mtl import callbacks, config, diagnostics, diagram, distribute, saving  # noqa: E402
-from keras_mtl import optimizers  # noqa: E402
+from keras_mtl import optimizers, preprocessing  # noqa: E402
+from keras_mtl import comparison  # noqa: E402
+from keras_mtl.comparison import compare  # noqa: E402
 
 __all__ = [
     "MultiTaskModel",
     "callbacks",
+    "compare",
+    "comparison",
     "config",
     "data",
     "diagnostics",
@@ -28,9 +32,10 @@ __all__ = [
     "export",
     "layers",
     "models",
+    "optimizers",
+    "preprocessing",
     "saving",
     "tasks",
     "trunks",
     "weighting",
-    "__version__",
 ]

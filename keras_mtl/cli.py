@@ -1,6 +1,7 @@
 """`keras-mtl`: train, export and verify multi-task models from the command line.
 
     keras-mtl train CONFIG.yaml [--set key=value ...]
+    keras-mtl compare CONFIG.yaml [--seeds 3] [--architectures A,B] [--weightings W,V] [--group 'a,b|c'] [--suggest-groups]
     keras-mtl export MODEL.keras BASE_DIR [--version N] [--overwrite]
     keras-mtl verify EXPORT_DIR [--model MODEL.keras] [--samples FILE | --dataset NAME] [--rows N]
     keras-mtl predict EXPORT_OR_MODEL INPUT -o scores.csv|scores.parquet [--keep COL ...]
@@ -39,6 +40,53 @@ def _train(args) -> int:
     print(f"TensorBoard: tensorboard --logdir {result.log_dir} --host 127.0.0.1")
     print(f"Done in {result.seconds:.0f} s.")
     return 0
+
+
+def _compare(args) -> int:
+    from keras_mtl import comparison
+    from keras_mtl import config as config_lib
+
+    overrides = list(args.set or [])
+    cfg = config_lib.load(args.config, overrides)
+    split = lambda text: [v.strip() for v in text.split(",") if v.strip()]  # noqa: E731
+    architectures = split(args.architectures) if args.architectures else [cfg.model.architecture]
+    weightings = split(args.weightings) if args.weightings else [cfg.train.weighting]
+    for a in architectures:  # the config's own checks name a wrong architecture or weighting
+        config_lib.load(args.config, overrides + [f"model.architecture={a}"])
+    for w in weightings:
+        config_lib.load(args.config, overrides + [f"train.weighting={w}"])
+    task_names = [t.name for t in cfg.tasks]
+    try:
+        groupings = [comparison.parse_groups(g, task_names) for g in args.group or []] if task_names else []
+        if args.group and not task_names:
+            raise UsageError("--group needs the config's tasks: list them under tasks:.")
+        metrics = dict(_metric(m) for m in args.metric or [])
+        result = comparison.compare(
+            cfg,
+            variants=[(a, w) for a in architectures for w in weightings],
+            seeds=args.seeds,
+            groupings=groupings,
+            suggest_groups=args.suggest_groups,
+            metrics=metrics,
+            output_dir=args.output,
+        )
+    except ValueError as e:
+        if isinstance(e, (config_lib.ConfigError, UsageError)):
+            raise
+        raise UsageError(str(e)) from e
+    print()
+    print(result.table())
+    print(f"\nWrote {result.output_dir}/comparison.csv and comparison.json; "
+          f"TensorBoard HParams: tensorboard --logdir {result.output_dir}/runs --host 127.0.0.1")
+    print(f"Done in {result.seconds:.0f} s.")
+    return 0
+
+
+def _metric(text: str) -> tuple[str, str]:
+    task, sep, metric = text.partition("=")
+    if not sep or not task or not metric:
+        raise UsageError(f"--metric takes TASK=METRIC (e.g. hours=rmse), got {text!r}")
+    return task, metric
 
 
 def _export(args) -> int:
@@ -96,9 +144,11 @@ def _verify(args) -> int:
     elif args.dataset is not None:
         from keras_mtl import data as data_lib
 
-        if args.dataset not in data_lib.DATASETS:
-            raise UsageError(f"--dataset must be one of {', '.join(data_lib.DATASETS)}; got {args.dataset!r}.")
-        dataset = data_lib.DATASETS[args.dataset](limit=max(args.rows, 16), batch_size=args.rows)
+        if args.dataset not in data_lib.datasets.available():
+            raise UsageError(
+                f"--dataset must be one of {', '.join(data_lib.datasets.available())}; got {args.dataset!r}."
+            )
+        dataset = data_lib.datasets.get(args.dataset)(limit=max(args.rows, 16), batch_size=args.rows)
         rows = dataset.sample(args.rows, "test")
         missing = [name for name in specs if name not in rows]
         if missing:
@@ -236,6 +286,23 @@ def parser() -> argparse.ArgumentParser:
                    help="tf.distribute strategy (overrides train.strategy)")
     t.set_defaults(fn=_train)
 
+    m = sub.add_parser("compare", help="single-task baselines vs multi-task settings over seeds: per-task "
+                       "metrics, Δm, differences beyond the seed noise")
+    m.add_argument("config", help="YAML run config; its data, trunk, optimizer and epochs are every run's budget")
+    m.add_argument("--seeds", type=_positive_int, default=3, metavar="N", help="seeds per setting (default 3)")
+    m.add_argument("--architectures", metavar="A,B", help="multi-task architectures (default: the config's)")
+    m.add_argument("--weightings", metavar="W,V", help="weighting methods, crossed with --architectures "
+                   "(default: the config's)")
+    m.add_argument("--group", action="append", metavar="'a,b|c'",
+                   help="a task grouping to train too: groups split by |, tasks by , (repeatable)")
+    m.add_argument("--suggest-groups", action="store_true",
+                   help="measure task affinity and train the groupings it suggests (3 tasks or more)")
+    m.add_argument("--metric", action="append", metavar="TASK=METRIC",
+                   help="the metric compared for a task (default: its first, e.g. auc, mae)")
+    m.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    m.add_argument("-o", "--output", help="output folder (default LOGS_DIR/NAME/compare-TIME)")
+    m.set_defaults(fn=_compare)
+
     e = sub.add_parser("export", help="export a .keras model as a TF Serving SavedModel version")
     e.add_argument("model", help="a .keras file saved from a keras_mtl model")
     e.add_argument("base_dir", help="the model's base path; the version is written beneath it")
@@ -331,3 +398,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["main", "parser"]

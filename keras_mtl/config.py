@@ -3,71 +3,132 @@
 Every key is checked: an unknown key, a wrong type or a bad value raises
 `ConfigError` naming the key (e.g. `train.epochs`), with a suggestion for
 misspelt keys. YAML is read with `yaml.safe_load` only.
+
+The names a config chooses from are the registries' (`choices()` lists
+them): `data.dataset` from `keras_mtl.data.datasets`, `data.sampling.name`
+from `keras_mtl.data.sampling`, `model.architecture` from
+`keras_mtl.models`, `tasks[].type` from `keras_mtl.tasks`,
+`train.optimizer` from `keras_mtl.optimizers` and `train.weighting` from
+`keras_mtl.weighting`; what you `register` there is accepted here. Which
+`model.*` and `data.sampling.*` keys apply is read off the factory's and
+sampler's arguments.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import re
 import typing
 from pathlib import Path, PurePath
-from typing import Any, Literal, Optional
+from typing import Any as _Any
+from typing import Callable as _Callable
+from typing import Literal as _Literal
+from typing import Optional as _Optional
 
 import yaml
+
+from keras_mtl.data.files import FORMATS as _FORMATS
+from keras_mtl.distribute import STRATEGIES as _STRATEGIES
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 
-DatasetName = Literal["census_income", "trump_tweets", "fashion_mnist", "newsgroups"]
+def choices() -> dict[str, list]:
+    """`{key: names}` for every key whose names come from a registry (what `register` added included).
+
+    Example:
+    >>> choices()["tasks[].type"]
+    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging']
+    """
+    from keras_mtl import models, optimizers, tasks, weighting
+    from keras_mtl.data import datasets, sampling
+
+    return {
+        "data.dataset": datasets.available(),
+        "data.sources.<name>.dataset": datasets.available(),
+        "data.sampling.name": sampling.available(),
+        "model.architecture": models.available(),
+        "tasks[].type": tasks.available(),
+        "train.optimizer": optimizers.available(),
+        "train.weighting": weighting.available(),
+    }
+
+
+def _one_of(value: str, names: list, path: str) -> None:
+    if value not in names:
+        hint = ""
+        if path.endswith("dataset") and isinstance(value, str) and ("/" in value or "." in value):
+            hint = f" For your own files use {path[: -len('dataset')]}path: {value} (CSV, Parquet, JSON lines, TFRecord)."
+        raise ConfigError(f"{path} must be one of {names}, got {value!r}.{hint}")
+
+
+def _dataset_names() -> list:
+    from keras_mtl.data import datasets
+
+    return datasets.available()
+
+
+def _takes(factory: _Callable, options) -> tuple:
+    """Those of `options` (config keys) that `factory` takes as keyword arguments, in `options`' order."""
+    params = inspect.signature(factory).parameters
+    return tuple(k for k in options if k in params)
 
 
 @dataclasses.dataclass
 class SourceConfig:
     """One source of a mixture: a bundled dataset and the labels (tasks) it gives."""
 
-    dataset: DatasetName
-    tasks: Optional[list[str]] = None  # label keys of the dataset this source labels; None: all of them
-    limit: Optional[int] = None  # rows read from each file; None: data.limit
+    dataset: str  # a name in keras_mtl.data.datasets
+    tasks: _Optional[list[str]] = None  # label keys of the dataset this source labels; None: all of them
+    limit: _Optional[int] = None  # rows read from each file; None: data.limit
 
     def check(self, path):
+        _one_of(self.dataset, _dataset_names(), f"{path}.dataset")
         if self.tasks is not None and (not self.tasks or len(set(self.tasks)) != len(self.tasks)):
             raise ConfigError(f"{path}.tasks must be a non-empty list of distinct label names, got {self.tasks}.")
         if self.limit is not None:
             _positive(self, path, "limit")
 
 
-# The keys each sampling strategy takes (see keras_mtl.data.sampling);
-# `annealed` spans train.epochs.
-SAMPLING_KEYS = {
-    "proportional": (),
-    "uniform": (),
-    "temperature": ("temperature",),
-    "annealed": ("final_alpha",),
-    "weights": ("weights",),
-}
-
-
 @dataclasses.dataclass
 class SamplingConfig:
     """How a mixture draws its sources: `{name: temperature, temperature: 2}`."""
 
-    name: Literal["proportional", "uniform", "temperature", "annealed", "weights"] = "proportional"
-    temperature: Optional[float] = None  # temperature: p ~ n^(1/T) (default 2)
-    final_alpha: Optional[float] = None  # annealed: the exponent in the last epoch (default 0.2)
-    weights: Optional[dict[str, float]] = None  # weights: {source: weight}, every source named
+    name: str = "proportional"  # a name in keras_mtl.data.sampling
+    temperature: _Optional[float] = None  # temperature: p ~ n^(1/T) (default 2)
+    final_alpha: _Optional[float] = None  # annealed: the exponent in the last epoch (default 0.2)
+    weights: _Optional[dict[str, float]] = None  # weights: {source: weight}, every source named
+
+    # The sampler options; each sampler takes those its constructor names.
+    OPTIONS = ("temperature", "final_alpha", "weights")
+
+    def takes(self) -> tuple:
+        """The option keys the chosen sampler's constructor takes (`epochs` is the run's).
+
+        Example:
+        >>> SamplingConfig("annealed").takes()
+        ('final_alpha',)
+        """
+        from keras_mtl.data import sampling
+
+        return _takes(sampling._SAMPLERS.get(self.name), self.OPTIONS)
 
     def check(self, path):
-        takes = SAMPLING_KEYS[self.name]
-        for key in ("temperature", "final_alpha", "weights"):
+        from keras_mtl.data import sampling
+
+        _one_of(self.name, sampling.available(), f"{path}.name")
+        takes = self.takes()
+        for key in self.OPTIONS:
             if getattr(self, key) is not None and key not in takes:
                 raise ConfigError(
                     f"{path}.{key} does not apply to sampling {self.name!r}, which takes "
                     f"{', '.join(f'{path}.{k}' for k in takes) or 'no options'}."
                 )
-        if self.name == "weights" and self.weights is None:
+        if "weights" in takes and self.weights is None:
             raise ConfigError(f"{path}.weights is required for sampling 'weights': {{source: weight, ...}}.")
         try:
             self.build(epochs=1)
@@ -83,32 +144,34 @@ class SamplingConfig:
         """
         from keras_mtl.data import sampling
 
-        options = {k: getattr(self, k) for k in SAMPLING_KEYS[self.name] if getattr(self, k) is not None}
-        if self.name == "annealed":
+        options = {k: getattr(self, k) for k in self.takes() if getattr(self, k) is not None}
+        if "epochs" in inspect.signature(sampling._SAMPLERS.get(self.name)).parameters:
             options["epochs"] = epochs
-        return sampling.SAMPLERS[self.name](**options)
+        return sampling.get(self.name, **options)
 
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: Optional[DatasetName] = None  # census_income unless sources or files are given
+    dataset: _Optional[str] = None  # a name in keras_mtl.data.datasets; census_income unless sources or files are given
     # A user's table: one file/glob/list split by `split`, or one entry per split.
-    path: Optional[list[str]] = None
-    train: Optional[list[str]] = None
-    validation: Optional[list[str]] = None
-    test: Optional[list[str]] = None
-    format: Optional[Literal["csv", "parquet", "jsonl", "tfrecord"]] = None  # default: from the extension
+    path: _Optional[list[str]] = None
+    train: _Optional[list[str]] = None
+    validation: _Optional[list[str]] = None
+    test: _Optional[list[str]] = None
+    format: _Optional[_Literal[_FORMATS]] = None  # default: from the extension
     features: dict = dataclasses.field(default_factory=dict)  # {column: kind | {kind, options} | drop}
-    split: Any = "random"  # random | {column: COLUMN} | {time: COLUMN}
+    split: _Any = "random"  # random | {column: COLUMN} | {time: COLUMN}
     test_fraction: float = 0.1
     stream: bool = False  # read CSV/TFRecord batch by batch (tables larger than memory)
     batch_size: int = 1024
     validation_fraction: float = 0.1
-    limit: Optional[int] = None  # rows read from each file; None reads all
+    limit: _Optional[int] = None  # rows read from each file; None reads all
     # A mixture instead of one dataset: {name: {dataset, tasks, limit}}.
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
-    examples_per_epoch: Optional[int] = None  # mixtures: default the sum of the sources' sizes
+    examples_per_epoch: _Optional[int] = None  # mixtures: default the sum of the sources' sizes
+    # {task: fraction}: keep that fraction of the task's training labels, the rest missing (label-scarce runs).
+    keep_labels: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not self.sources and self.dataset is None and not self.files():
@@ -126,12 +189,19 @@ class DataConfig:
         return {k: getattr(self, k) for k in ("train", "validation", "test") if getattr(self, k)}
 
     def check(self, path):
+        if self.dataset is not None:
+            _one_of(self.dataset, _dataset_names(), f"{path}.dataset")
         _positive(self, path, "batch_size")
         for key in ("validation_fraction", "test_fraction"):
             if not 0.0 < getattr(self, key) < 1.0:
                 raise ConfigError(f"{path}.{key} must be in (0, 1), got {getattr(self, key)}.")
         if self.limit is not None:
             _positive(self, path, "limit")
+        for task, fraction in self.keep_labels.items():
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+                raise ConfigError(f"{path}.keep_labels.{task} must be a fraction in (0, 1], got {fraction!r}.")
+        if self.keep_labels and (self.sources or self.stream):
+            raise ConfigError(f"{path}.keep_labels needs one table in memory (not data.sources, not data.stream).")
         files = self.files()
         if self.path and any(getattr(self, k) for k in ("train", "validation", "test")):
             raise ConfigError(
@@ -188,36 +258,39 @@ class TrunkConfig:
             raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}.")
 
 
-# The hyper-parameters each architecture takes from `model.*` (named like
-# the factory's arguments; see keras_mtl.models). Unset (null) keys keep the
-# factory's default; a key the chosen architecture does not take is an error.
-ARCHITECTURE_KEYS = {
-    "shared_bottom": (),
-    "single_task": (),
-    "mmoe": ("num_experts", "expert_units"),
-    "cgc": ("num_experts", "num_task_experts", "expert_units"),
-    "ple": ("num_levels", "num_experts", "num_task_experts", "expert_units"),
-    "cross_stitch": ("column_units",),
-    "soft_sharing": ("column_units", "penalty"),
-}
-
-
 @dataclasses.dataclass
 class ModelConfig:
-    architecture: Literal[
-        "shared_bottom", "single_task", "mmoe", "cgc", "ple", "cross_stitch", "soft_sharing"
-    ] = "shared_bottom"
+    architecture: str = "shared_bottom"  # a name in keras_mtl.models
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
-    num_experts: Optional[int] = None  # mmoe: experts; cgc/ple: shared experts (per level)
-    num_task_experts: Optional[int] = None  # cgc/ple: experts per task (per level)
-    expert_units: Optional[list[int]] = None  # mmoe/cgc/ple: widths of each expert
-    num_levels: Optional[int] = None  # ple: extraction levels
-    column_units: Optional[list[int]] = None  # cross_stitch/soft_sharing: widths of each column
-    penalty: Optional[float] = None  # soft_sharing: lambda
+    num_experts: _Optional[int] = None  # mmoe: experts; cgc/ple: shared experts (per level)
+    num_task_experts: _Optional[int] = None  # cgc/ple: experts per task (per level)
+    expert_units: _Optional[list[int]] = None  # mmoe/cgc/ple: widths of each expert
+    num_levels: _Optional[int] = None  # ple: extraction levels
+    column_units: _Optional[list[int]] = None  # cross_stitch/soft_sharing: widths of each column
+    penalty: _Optional[float] = None  # soft_sharing: lambda
+
+    # The hyper-parameters an architecture takes from `model.*`: those its
+    # factory has as arguments. Unset (null) keys keep the factory's default;
+    # a key the chosen architecture does not take is an error.
+    HYPERPARAMETERS = ("num_levels", "num_experts", "num_task_experts", "expert_units", "column_units", "penalty")
+
+    def takes(self) -> tuple:
+        """The `model.*` keys the chosen architecture's factory takes.
+
+        Example:
+        >>> ModelConfig(architecture="cgc").takes()
+        ('num_experts', 'num_task_experts', 'expert_units')
+        """
+        from keras_mtl import models
+
+        return _takes(models.get(self.architecture), self.HYPERPARAMETERS)
 
     def check(self, path):
-        takes = ARCHITECTURE_KEYS[self.architecture]
-        for key in sorted({k for keys in ARCHITECTURE_KEYS.values() for k in keys}):
+        from keras_mtl import models
+
+        _one_of(self.architecture, models.available(), f"{path}.architecture")
+        takes = self.takes()
+        for key in sorted(self.HYPERPARAMETERS):
             if getattr(self, key) is not None and key not in takes:
                 raise ConfigError(
                     f"{path}.{key} does not apply to architecture {self.architecture!r}, which "
@@ -240,25 +313,28 @@ class ModelConfig:
         >>> ModelConfig(architecture="mmoe", num_experts=4).hyperparameters()
         {'num_experts': 4}
         """
-        return {k: getattr(self, k) for k in ARCHITECTURE_KEYS[self.architecture] if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in self.takes() if getattr(self, k) is not None}
 
 
 @dataclasses.dataclass
 class TaskConfig:
     name: str
-    type: Literal["binary", "multiclass", "multilabel", "regression", "tagging"]
-    label: Optional[str] = None
+    type: str  # a name in keras_mtl.tasks
+    label: _Optional[str] = None
     weight: float = 1.0
-    num_classes: Optional[int] = None
-    num_labels: Optional[int] = None
-    num_tags: Optional[int] = None
-    units: Optional[int] = None
+    num_classes: _Optional[int] = None
+    num_labels: _Optional[int] = None
+    num_tags: _Optional[int] = None
+    units: _Optional[int] = None
     tower: list[int] = dataclasses.field(default_factory=list)
     # Regression only: train on standardised targets, predict in the label's units
     # (see keras_mtl.tasks.Regression).
     normalize: bool = True
 
     def check(self, path):
+        from keras_mtl import tasks
+
+        _one_of(self.type, tasks.available(), f"{path}.type")
         if self.weight < 0:
             raise ConfigError(f"{path}.weight must be >= 0, got {self.weight}.")
         if not self.normalize and self.type != "regression":
@@ -278,7 +354,7 @@ class TaskConfig:
         if self.type == "regression":
             kwargs["normalize"] = self.normalize
         try:
-            return tasks.TASK_TYPES[self.type](self.name, **kwargs)
+            return tasks.get(self.type, self.name, **kwargs)
         except TypeError as e:
             raise ConfigError(f"Task {self.name!r} ({self.type}): {e}") from None
 
@@ -286,21 +362,24 @@ class TaskConfig:
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 5
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "lazy_adam"] = "adam"
+    optimizer: str = "adam"  # a name in keras_mtl.optimizers
     learning_rate: float = 1e-3
     weighting: str = "fixed"
     weighting_args: dict = dataclasses.field(default_factory=dict)  # e.g. {mode: representation}
     seed: int = 0
-    verbose: Literal["auto", 0, 1, 2] = "auto"
-    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    verbose: _Literal["auto", 0, 1, 2] = "auto"
+    strategy: _Literal[_STRATEGIES] = "auto"
+    precision: _Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     # "once": encode features once before training (MultiTaskData.encoded);
     # "every_step": run the model's preprocessing inside every training step.
-    preprocess: Literal["once", "every_step"] = "once"
-    jit_compile: Literal["auto", True, False] = "auto"  # XLA; see MultiTaskModel.compile
+    preprocess: _Literal["once", "every_step"] = "once"
+    jit_compile: _Literal["auto", True, False] = "auto"  # XLA; see MultiTaskModel.compile
     steps_per_execution: int = 1
 
     def check(self, path):
+        from keras_mtl import optimizers
+
+        _one_of(self.optimizer, optimizers.available(), f"{path}.optimizer")
         _positive(self, path, "epochs")
         _positive(self, path, "steps_per_execution")
         if not self.learning_rate > 0:
@@ -333,8 +412,8 @@ class OutputConfig:
     logs_dir: str = "logs"
     export_dir: str = "saved_models"
     checkpoint_dir: str = "checkpoints"
-    run: Optional[str] = None  # run name; default: a timestamp
-    backup_every: Optional[int] = None  # BackupAndRestore every N steps; default: every epoch
+    run: _Optional[str] = None  # run name; default: a timestamp
+    backup_every: _Optional[int] = None  # BackupAndRestore every N steps; default: every epoch
 
     def check(self, path):
         if self.backup_every is not None:
@@ -416,22 +495,19 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    if tp is Any:
+def _convert(value: _Any, tp: _Any, path: str) -> _Any:
+    if tp is _Any:
         return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union:  # _Optional[X]
         if value is None:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(value, inner, path)
-    if origin is Literal:
+    if origin is _Literal:
         if isinstance(value, bool) or value not in args:
-            hint = ""
-            if path.endswith("dataset") and isinstance(value, str) and ("/" in value or "." in value):
-                hint = f" For your own files use {path[: -len('dataset')]}path: {value} (CSV, Parquet, JSON lines, TFRecord)."
-            raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.{hint}")
+            raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.")
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -466,7 +542,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise TypeError(f"Unsupported config type {tp} at {path}")  # a bug in this module, not user input
 
 
-def from_dict(cls, data: Any, path: str = ""):
+def from_dict(cls, data: _Any, path: str = ""):
     """Builds and validates the dataclass `cls` from plain YAML data.
 
     Example:
@@ -552,3 +628,23 @@ def load(path: str | Path, overrides: list[str] = ()) -> Config:
 def to_dict(config: Config) -> dict:
     """The config as plain data (e.g. to save beside the logs)."""
     return dataclasses.asdict(config)
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "MonitorConfig",
+    "OutputConfig",
+    "SamplingConfig",
+    "SourceConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "TrunkConfig",
+    "apply_overrides",
+    "choices",
+    "from_dict",
+    "load",
+    "to_dict",
+]

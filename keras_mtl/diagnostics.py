@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Mapping
-from typing import NamedTuple, Sequence
+import collections.abc
+import typing
 
 import keras
 import numpy as np
@@ -68,7 +68,7 @@ def cosine_matrix(grads: tf.Tensor) -> np.ndarray:
     return np.clip(cos, -1.0, 1.0)
 
 
-class Probed(NamedTuple):
+class Probed(typing.NamedTuple):
     """What a probe measured on one batch at the model's current weights.
 
     `gradients` (T, P): each task's gradient on the shared variables;
@@ -96,12 +96,11 @@ def traced_probe(model):
 
     One traced graph serves both kinds of call, kept while the model lives:
     tracing a function that runs the model costs far more than calling it
-    (census-income: ~0.1 s to trace, ~0.05 s to prepare the graph at its
-    first call, against 5 ms a call), so every probe (gradient conflict,
-    task affinity) calls this one function rather than tracing its own. It
-    takes the shared weights as `w - rate * direction` (the probe: rate 0;
-    trial step i: task i's gradient) and runs its backward passes in a
-    branch that trial steps skip: a trial costs a forward pass (2 ms).
+    (see benchmarks/RESULTS.md, "Monitoring"), so every probe (gradient
+    conflict, task affinity) calls this one function rather than tracing its
+    own. It takes the shared weights as `w - rate * direction` (the probe:
+    rate 0; trial step i: task i's gradient) and runs its backward passes in
+    a branch that trial steps skip: a trial costs a forward pass.
 
     Each call checks the batch's labels in numpy (`keras_mtl.data.checks`,
     the same rules as the training data) and the traced graph has no label
@@ -176,10 +175,10 @@ def _check_labels(model, y) -> None:
     from keras_mtl.data.checks import check_labels
 
     tasks = model.tasks
-    if not isinstance(y, Mapping) and len(tasks) == 1:
+    if not isinstance(y, collections.abc.Mapping) and len(tasks) == 1:
         y = {tasks[0].label: y}
     for task in tasks:
-        if isinstance(y, Mapping) and task.label in y:  # a missing entry fails in the model's own check
+        if isinstance(y, collections.abc.Mapping) and task.label in y:  # a missing entry fails in the model's own check
             check_labels(task, y[task.label], "the probe batch", require_some=False)
 
 
@@ -231,7 +230,7 @@ def _partitions(items: list, k: int):
             yield part[:n] + [[first] + part[n]] + part[n + 1 :]
 
 
-def suggest_groups(affinity: np.ndarray, names: Sequence[str], num_groups: int) -> list[list[str]]:
+def suggest_groups(affinity: np.ndarray, names: typing.Sequence[str], num_groups: int) -> list[list[str]]:
     """Splits tasks into `num_groups` groups that maximise the affinity within groups.
 
     A grouping scores the sum, over tasks in groups of two or more, of the
@@ -279,7 +278,7 @@ def heatmap_image(matrix: np.ndarray, low: float = -1.0, high: float = 1.0, cell
     return np.kron(rgb, np.ones((cell, cell, 1), np.uint8))[None]
 
 
-def pairs(names: Sequence[str]):
+def pairs(names: typing.Sequence[str]):
     """Unordered task pairs, in order.
 
     Example:
@@ -287,3 +286,17 @@ def pairs(names: Sequence[str]):
     [(0, 1), (0, 2), (1, 2)]
     """
     return itertools.combinations(range(len(names)), 2)
+
+
+__all__ = [
+    "Probed",
+    "affinity",
+    "cosine_matrix",
+    "heatmap_image",
+    "lookahead_affinity",
+    "pairs",
+    "suggest_groups",
+    "task_gradients",
+    "task_gradients_and_losses",
+    "traced_probe",
+]

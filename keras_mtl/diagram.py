@@ -11,6 +11,8 @@ import os
 
 import keras
 
+from keras_mtl import _compat
+
 FILENAME = "model.png"
 MISSING = (
     "No architecture diagram: keras.utils.plot_model needs pydot and Graphviz's `dot` "
@@ -26,9 +28,7 @@ def available() -> bool:
     True
     """
     # The check plot_model itself makes (it raises instead of returning False).
-    from keras.src.utils.model_visualization import check_graphviz
-
-    return bool(check_graphviz())
+    return _compat.graphviz_available()
 
 
 # More raw inputs than this, each with its own lookup or normalisation layer,
@@ -66,9 +66,12 @@ def save_diagram(model: keras.Model, path: str | os.PathLike) -> str | None:
     # The core's inputs are named after inner tensors ("keras_tensor_71CLONE"); say what they hold.
     label = f"<b>encoded features</b> ({len(model.inputs)} raw inputs after the model's preprocessing layers)"
     for tensor in split.core.inputs:
-        name = tensor._keras_history.operation.name
+        name = _compat.keras_history(tensor).operation.name
         for node in dot.get_nodes():
             if node.get_label():  # graph-wide "node" defaults have none
                 node.set_label(node.get_label().replace(f"<b>{name}</b> (InputLayer)", label))
     dot.write(path, format="png")
     return path
+
+
+__all__ = ["FILENAME", "available", "save_diagram"]

@@ -10,7 +10,7 @@ build and compile inside `strategy.scope()`:
 
 Batch sizes are always global: a dataset batched at 1024 under 4 replicas
 gives each replica 256 examples per step, and the result equals one device
-training on batches of 1024 (see `keras_mtl.masking` for why it is exact).
+training on batches of 1024 (see `keras_mtl._masking` for why it is exact).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import socket
 
 import keras
 import tensorflow as tf
+
+from keras_mtl import _compat
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
@@ -119,16 +121,11 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 # --------------------------------------------------------------------------
-# Keras 3 fit under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-# Two places break, both in keras/src/backend/tensorflow/trainer.py:
-#  1. `_maybe_symbolic_build` all-reduces a whole data batch just to learn its
-#     shapes, which fails for multi-worker PerReplica batches (and, under
-#     MirroredStrategy too, for string features); the first local replica's
-#     batch has the shapes it needs.
-#  2. `reduce_per_replica(..., "auto")` reduces scalar logs with axis=0 under
-#     multi-worker collectives; metric results are already synchronised, so a
-#     scalar is reduced with axis=None.
-# Applied only to the Keras versions known to need it.
+# Keras 3 fit under MultiWorkerMirroredStrategy (keras-team/keras#20585): two
+# functions of Keras' TF trainer break (see `keras_mtl._compat.patch_multi_worker_fit`,
+# which replaces them). Applied only to the Keras versions known to need it.
+# 3.16 is an assumption, not a checked fact: no 3.16 was released when this was
+# written (2026-12) and #20585 is open; setup.cfg pins keras < 3.16 until then.
 _FIXED_KERAS = (3, 16)
 _applied = False
 
@@ -149,39 +146,9 @@ def apply_keras_multi_worker_fix() -> bool:
     global _applied
     if _applied or not keras_needs_fix():
         return _applied
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original_reduce = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if tf_trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
-
-            def _reduce(v):
-                if not tf_trainer._is_per_replica_instance(v):
-                    return v
-                rank = v.values[0].shape.rank
-                return strategy.reduce("MEAN", v, axis=None if rank == 0 else 0)
-
-            return tf.nest.map_structure(_reduce, values)
-        return original_reduce(values, strategy, reduction)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None:
-            return
-        if iterator is not None:
-            for _, _, it in iterator:
-                batch = next(it)
-                data_batch = tf.nest.map_structure(
-                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v,
-                    batch,
-                )
-                break
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    _compat.patch_multi_worker_fit()
     _applied = True
     return True
+
+
+__all__ = ["STRATEGIES", "apply_keras_multi_worker_fix", "free_ports", "get_strategy", "keras_needs_fix", "resolve"]

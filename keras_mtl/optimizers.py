@@ -1,4 +1,4 @@
-"""Optimizers for models with large embedding tables: `LazyAdam`.
+"""Optimizers for models with large embedding tables: `LazyAdam`; the optimizers a run config names.
 
 Keras 3's `Adam` updates every row of a variable and of its two moment
 tables at every step. For an embedding table of hashed ids
@@ -15,7 +15,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-__all__ = ["LazyAdam"]
+from keras_mtl import _compat
+from keras_mtl._registry import Registry
+
+__all__ = ["LazyAdam", "available", "get", "register"]
 
 
 def _tf_variable(variable):
@@ -111,8 +114,8 @@ class LazyAdam(keras.optimizers.Adam):
     the moving average is updated for every row).
 
     Args:
-        learning_rate, beta_1, beta_2, epsilon, amsgrad: as in
-            `keras.optimizers.Adam`.
+        learning_rate: as in `keras.optimizers.Adam`, and so are `beta_1`,
+            `beta_2`, `epsilon` and `amsgrad`.
         **kwargs: the other arguments of `keras.optimizers.Adam`
             (`clipnorm`, `name`, ...), except `weight_decay`.
 
@@ -172,9 +175,7 @@ class LazyAdam(keras.optimizers.Adam):
         beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
         alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
-        index = self._get_variable_index(variable)
-        m = _tf_variable(self._momentums[index])
-        v = _tf_variable(self._velocities[index])
+        m, v, v_hat = (_tf_variable(s) if s is not None else None for s in _compat.adam_slots(self, variable))
         var = _tf_variable(variable)
 
         # Every element gets its id's total: repeated ids compute (and later
@@ -191,7 +192,6 @@ class LazyAdam(keras.optimizers.Adam):
         m.scatter_update(tf.IndexedSlices(m_rows, indices))
         v.scatter_update(tf.IndexedSlices(v_rows, indices))
         if self.amsgrad:
-            v_hat = _tf_variable(self._velocity_hats[index])
             v_rows = ops.maximum(tf.gather(v_hat, indices), v_rows)
             v_hat.scatter_update(tf.IndexedSlices(v_rows, indices))
         step = ops.divide(ops.multiply(m_rows, alpha), ops.add(ops.sqrt(v_rows), self.epsilon))
@@ -218,7 +218,7 @@ class LazyAdam(keras.optimizers.Adam):
             return super()._clip_gradients(grads)
         grads = [sum_duplicates(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         if self.clipnorm and self.clipnorm > 0:
-            return [None if g is None else self._clip_by_norm(g) for g in grads]
+            return [None if g is None else _compat.clip_by_norm(self, g) for g in grads]
         if self.global_clipnorm and self.global_clipnorm > 0:
             # Keras' clip_by_global_norm, with the slices' values standing for them.
             values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
@@ -240,3 +240,49 @@ def _map_values(g, fn):
 
 def _scaled(g, scale):
     return _map_values(g, lambda x: x * ops.cast(scale, x.dtype))
+
+
+_OPTIMIZERS = Registry("optimizer")
+
+
+def register(name: str, cls: type | None = None):
+    """Makes an optimizer class available as `name`, to `get` and to a run config's `train.optimizer`.
+
+    Use it as a decorator or call it with the class; it is built as
+    `cls(learning_rate=...)`.
+
+    Example:
+    >>> register("nadam", keras.optimizers.Nadam) is keras.optimizers.Nadam
+    True
+    """
+    return _OPTIMIZERS.register(name, cls)
+
+
+def get(name: str, **kwargs) -> keras.optimizers.Optimizer:
+    """The optimizer registered as `name`, built with `kwargs`.
+
+    Example:
+    >>> type(get("lazy_adam", learning_rate=0.01)).__name__
+    'LazyAdam'
+    """
+    return _OPTIMIZERS.get(name)(**kwargs)
+
+
+def available() -> list[str]:
+    """Names of the optimizers, for `get` and a run config's `train.optimizer`.
+
+    Example:
+    >>> {"adam", "lazy_adam"} <= set(available())
+    True
+    """
+    return _OPTIMIZERS.available()
+
+
+for _name, _cls in (
+    ("adam", keras.optimizers.Adam),
+    ("adamw", keras.optimizers.AdamW),
+    ("sgd", keras.optimizers.SGD),
+    ("rmsprop", keras.optimizers.RMSprop),
+    ("lazy_adam", LazyAdam),
+):
+    register(_name, _cls)

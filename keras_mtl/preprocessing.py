@@ -14,15 +14,17 @@ output.
 from __future__ import annotations
 
 import numbers
-from typing import Mapping
+import typing
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mtl import _compat
+
 # Not exported by Keras; subclassing it is what lets `FeatureSpace` take the
 # embedded kinds as ordinary features (its constructor checks isinstance).
-from keras.src.layers.preprocessing.feature_space import Feature as _KerasFeature
+_KerasFeature = _compat.FeatureSpaceFeature
 
 # Cap of the default embedding size: beyond it, a 10^6-row table grows by
 # megabytes per dimension for little gain in a trunk of a few hundred units.
@@ -117,7 +119,7 @@ class EmbeddedFeature(_KerasFeature):
 
 def _columns(data) -> dict[str, np.ndarray]:
     """Every feature as one numpy array, reading a dataset once."""
-    if isinstance(data, Mapping):
+    if isinstance(data, typing.Mapping):
         return {k: np.asarray(v) for k, v in data.items()}
     if isinstance(data, tf.data.Dataset):
         parts: dict[str, list] = {}
@@ -140,8 +142,8 @@ class FeatureSpace(keras.utils.FeatureSpace):
     """`keras.utils.FeatureSpace` whose `adapt` reads the data once.
 
     Keras' `FeatureSpace.adapt` re-reads the dataset once per feature, in
-    batches of 32 when given arrays (about 51 s for census-income's 39
-    columns). This one gathers each column into memory in a single pass and
+    batches of 32 when given arrays (benchmarks/RESULTS.md compares the two
+    on census-income's 39 columns). This one gathers each column into memory in a single pass and
     calls each preprocessor's own `adapt` on the whole array, vectorised:
     the same layers, the same vocabularies (same counts, same tie-breaking)
     and the same statistics, so the encoded outputs match Keras' to float
@@ -284,7 +286,7 @@ class FeatureSpace(keras.utils.FeatureSpace):
         missing = sorted(set(self.features) - set(columns))
         if missing:
             raise ValueError(f"adapt(): no data for feature(s) {missing}.")
-        for name in self._list_adaptable_preprocessors():
+        for name in _compat.adaptable_preprocessors(self):
             column = columns[name]
             if column.ndim == 1:
                 column = column[:, None]
@@ -294,8 +296,7 @@ class FeatureSpace(keras.utils.FeatureSpace):
                 # and fails on any accented value.
                 column = tf.constant(column, dtype=tf.string)
             self.preprocessors[name].adapt(column)
-        # The same bookkeeping as keras.utils.FeatureSpace.adapt.
-        self._is_adapted = True
-        self.get_encoded_features()
-        self.built = True
-        self._sublayers_built = True
+        _compat.finish_adapt(self)
+
+
+__all__ = ["MAX_DEFAULT_EMBEDDING_DIM", "EmbeddedFeature", "FeatureSpace", "default_embedding_dim"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mtl import diagram
-from keras_mtl.logs import split_log_key
+from keras_mtl._logs import split_log_key
 
 
 def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -175,6 +175,24 @@ def _diagram(run: Path) -> tuple[str, str] | None:
     return ("Architecture (keras.utils.plot_model)", base64.b64encode(path.read_bytes()).decode())
 
 
+def _comparisons(logdir: Path) -> str:
+    """HTML tables of the `keras-mtl compare` results under `logdir`."""
+    from keras_mtl.comparison import Comparison
+
+    out = []
+    for file in sorted(Path(logdir).rglob("comparison.json")):
+        c = Comparison.load(file.parent)
+        head, rows = c.cells()
+        name = str(file.parent.relative_to(logdir)) if file.parent != Path(logdir) else file.parent.name
+        out.append(
+            f"<h2>Multi-task vs single-task: {html.escape(name)}</h2><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
+            + f"</table><p class='note'>{html.escape(c.note())}</p>"
+        )
+    return "".join(out)
+
+
 def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = None) -> str:
     """Writes the report for every run under `logdir`; returns the HTML file's path.
 
@@ -251,7 +269,7 @@ def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = 
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}</style></head>"
         f"<body><h1>keras_mtl report: {html.escape(str(logdir))}</h1>"
-        f"<p>{len(runs)} run(s).</p>{table}{''.join(sections)}</body></html>"
+        f"<p>{len(runs)} run(s).</p>{_comparisons(Path(logdir))}{table}{''.join(sections)}</body></html>"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")

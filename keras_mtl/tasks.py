@@ -26,10 +26,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import heads
+from keras_mtl import _heads
+from keras_mtl._registry import Registry
 
 __all__ = [
-    "TASK_TYPES",
     "Binary",
     "Multiclass",
     "Multilabel",
@@ -37,7 +37,10 @@ __all__ = [
     "Tagging",
     "TargetMoments",
     "Task",
+    "available",
     "check_unique",
+    "get",
+    "register",
     "validate_name",
 ]
 
@@ -112,7 +115,7 @@ class Task:
 
     def build_head(self, features: keras.KerasTensor) -> keras.KerasTensor:
         """Adds this task's tower and output layer on `features`; the output is named after the task."""
-        return heads.dense_head(
+        return _heads.dense_head(
             features, self.name, self.units, self.activation, self.tower
         )
 
@@ -363,7 +366,7 @@ class Regression(Task):
     the loss compares `(label - mean) / std` with the prediction scaled the
     same way, so a target in the thousands weighs in like one of unit scale
     next to the other tasks' losses. The output layer (a
-    `keras_mtl.heads.ScaledDense` named after the task) adds the scale back,
+    `keras_mtl.layers.ScaledDense` named after the task) adds the scale back,
     so predictions, the saved model and its export are in the label's units,
     and so are the `mae`/`rmse` metrics; `<task>_loss` is the loss on the
     z-scores. `mean` and `std` (per output unit, missing values ignored) come
@@ -402,7 +405,7 @@ class Regression(Task):
         return self._units
 
     def build_head(self, features: keras.KerasTensor) -> keras.KerasTensor:
-        return heads.dense_head(
+        return _heads.dense_head(
             features, self.name, self.units, self.activation, self.tower, destandardize=self.normalize
         )
 
@@ -526,13 +529,50 @@ class Tagging(Task):
         return {**super().get_config(), "num_tags": self.num_tags}
 
 
-TASK_TYPES = {
-    "binary": Binary,
-    "multiclass": Multiclass,
-    "multilabel": Multilabel,
-    "regression": Regression,
-    "tagging": Tagging,
-}
+_TASK_TYPES = Registry("task type")
+
+
+def register(name: str, cls: type[Task] | None = None):
+    """Makes a `Task` subclass available as `name`, to `get` and to a run config's `tasks[].type`.
+
+    Use it as a decorator or call it with the class. A run config builds it
+    as `cls(name, label=..., weight=..., tower=..., **others)` with those of
+    `num_classes`, `num_labels`, `num_tags`, `units` that the entry sets.
+
+    Example:
+    >>> register("binary", Binary) is Binary
+    True
+    """
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"register({name!r}, ...) takes a keras_mtl.tasks.Task subclass, got {cls!r}.")
+    return _TASK_TYPES.register(name, cls)
+
+
+def get(identifier: str, name: str, **kwargs) -> Task:
+    """The task of type `identifier` (e.g. "binary") named `name`, built with `kwargs`.
+
+    Example:
+    >>> get("multiclass", "topic", num_classes=20).num_classes
+    20
+    """
+    return _TASK_TYPES.get(identifier)(name, **kwargs)
+
+
+def available() -> list[str]:
+    """Names of the task types, for `get` and a run config's `tasks[].type`.
+
+    Example:
+    >>> available()
+    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging']
+    """
+    return _TASK_TYPES.available()
+
+
+for _type_name, _cls in (
+    ("binary", Binary), ("multiclass", Multiclass), ("multilabel", Multilabel),
+    ("regression", Regression), ("tagging", Tagging),
+):
+    register(_type_name, _cls)
 
 
 def check_unique(tasks: typing.Sequence[Task]) -> list[Task]:

@@ -19,19 +19,10 @@ from keras_mtl import data as data_lib
 from keras_mtl import export as export_lib
 from keras_mtl import models, trunks
 from keras_mtl import weighting as weighting_lib
-from keras_mtl.callbacks import StopOnNonFiniteLoss, monitoring
-from keras_mtl.hparams import flatten, log_hparams
-from keras_mtl.optimizers import LazyAdam
-from keras_mtl.logs import split_log_key
-
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-    "lazy_adam": LazyAdam,
-}
-
+from keras_mtl.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, StopOnNonFiniteLoss, monitoring
+from keras_mtl._hparams import flatten, log_hparams
+from keras_mtl import optimizers
+from keras_mtl._logs import split_log_key
 
 @dataclasses.dataclass
 class RunResult:
@@ -70,13 +61,13 @@ def load_data(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tu
     """
     d = cfg.data
     if d.files():
-        return load_files(cfg, echo)
+        return _keep_labels(cfg, *load_files(cfg, echo), echo)
     if not d.sources:
         echo(f"Loading {d.dataset} ...")
-        data = data_lib.DATASETS[d.dataset](
+        data = data_lib.datasets.get(d.dataset)(
             batch_size=d.batch_size, validation_fraction=d.validation_fraction, limit=d.limit, seed=cfg.train.seed
         )
-        return data, build_tasks(cfg, data)
+        return _keep_labels(cfg, data, build_tasks(cfg, data), echo)
     echo(f"Loading a mixture of {', '.join(f'{n} ({s.dataset})' for n, s in d.sources.items())} ...")
     try:
         data = data_lib.bundled_mixture(
@@ -92,6 +83,17 @@ def load_data(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tu
     except ValueError as e:  # a label no source has, sources with different inputs, ...
         raise config_lib.ConfigError(f"data.sources: {e}") from e
     return data, data.tasks
+
+
+def _keep_labels(cfg: config_lib.Config, data, tasks: list, echo) -> tuple:
+    """`data.keep_labels` applied: the label-scarce variant of the training split (seeded by `train.seed`)."""
+    if not cfg.data.keep_labels:
+        return data, tasks
+    echo(f"Keeping {cfg.data.keep_labels} of the training labels (the rest missing).")
+    try:
+        return data.keep_labels(cfg.data.keep_labels, tasks=tasks, seed=cfg.train.seed), tasks
+    except ValueError as e:  # a task the config does not have
+        raise config_lib.ConfigError(f"data.{e}") from e
 
 
 def load_files(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tuple:
@@ -147,18 +149,33 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
         model = models.single_task(data.inputs, tasks[0], trunk)
     else:
         try:
-            model = models.ARCHITECTURES[cfg.model.architecture](
+            model = models.get(cfg.model.architecture)(
                 data.inputs, tasks, trunk, **cfg.model.hyperparameters()
             )
         except ValueError as e:  # the factories check their arguments and tasks
             raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
     model.compile(
-        optimizer=OPTIMIZERS[cfg.train.optimizer](learning_rate=cfg.train.learning_rate),
+        optimizer=optimizers.get(cfg.train.optimizer, learning_rate=cfg.train.learning_rate),
         weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
         jit_compile=cfg.train.jit_compile,
         steps_per_execution=cfg.train.steps_per_execution,
     )
     return model
+
+
+def fitting_data(cfg: config_lib.Config, data: data_lib.MultiTaskData, model) -> data_lib.MultiTaskData:
+    """The data as `model` trains on it, with the model made ready for it.
+
+    Regression targets are standardised with the training labels (a streamed
+    table: its sample); with `train.preprocess: once` the model's
+    lookups/tokenisation run once here instead of in every step (the
+    checkpoint and the export still take raw features).
+    """
+    if "train" in data.columns and not cfg.data.sources:
+        model.adapt_targets(data.columns["train"][1])
+    if cfg.train.preprocess == "once" and not cfg.data.sources:
+        return data.encoded(model)
+    return data
 
 
 def _is_chief(strategy) -> bool:
@@ -177,7 +194,7 @@ def run(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> RunResul
 
     Writes TensorBoard logs to `logs_dir/<name>/<run>/`, the best checkpoint
     (lowest validation loss) to `checkpoint_dir/<name>/<run>/best.keras`, a
-    BackupAndRestore backup to `checkpoint_dir/<name>/<run>/backup/` (rerun
+    AtomicBackupAndRestore backup to `checkpoint_dir/<name>/<run>/backup/` (rerun
     the same command with the same `output.run` to resume after a crash),
     and the export to `export_dir/<name>/<version>/`. Under a multi-worker
     strategy only the chief writes there; other workers write to a temporary
@@ -213,13 +230,7 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     data, tasks = load_data(cfg, echo)
     with strategy.scope():
         model = build_model(cfg, data, tasks)
-    if "train" in data.columns and not cfg.data.sources:
-        # Regression targets are standardised with the training labels (a streamed table: its sample).
-        model.adapt_targets(data.columns["train"][1])
-    if cfg.train.preprocess == "once" and not cfg.data.sources:
-        # The model's lookups/tokenisation run once here instead of in every step;
-        # the checkpoint and the export still take raw features.
-        data = data.encoded(model)
+    data = fitting_data(cfg, data, model)
 
     log_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -241,8 +252,8 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         # Names the task(s) and the step at the first non-finite loss or weight.
         StopOnNonFiniteLoss(),
         # keras_mtl's versions write atomically: a crash mid-save leaves the last good file.
-        saving.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
-        saving.BackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),
+        AtomicModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
+        AtomicBackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),
     ]
     echo(
         f"{'Resuming' if resuming else 'Training'} {model.name} on tasks {[t.name for t in tasks]} "

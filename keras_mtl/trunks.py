@@ -11,14 +11,14 @@ graph, so the exported model takes raw values.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import typing
 
 import keras
 
 Representation = "keras.KerasTensor | dict[str, keras.KerasTensor]"
 
 
-def _dense_stack(x, units: Sequence[int], activation: str, dropout: float, name: str):
+def _dense_stack(x, units: typing.Sequence[int], activation: str, dropout: float, name: str):
     for i, width in enumerate(units):
         x = keras.layers.Dense(int(width), activation=activation, name=f"{name}_dense_{i}")(x)
         if dropout:
@@ -27,7 +27,7 @@ def _dense_stack(x, units: Sequence[int], activation: str, dropout: float, name:
 
 
 def _concat_inputs(inputs, name: str):
-    if isinstance(inputs, Mapping):
+    if isinstance(inputs, typing.Mapping):
         tensors = [inputs[k] for k in sorted(inputs)]
         for key, t in zip(sorted(inputs), tensors):
             if t.dtype not in ("float16", "bfloat16", "float32", "float64", "int32", "int64"):
@@ -48,12 +48,12 @@ def _concat_inputs(inputs, name: str):
 
 
 def mlp(
-    units: Sequence[int] = (128, 64),
+    units: typing.Sequence[int] = (128, 64),
     *,
     activation: str = "relu",
     dropout: float = 0.0,
     name: str = "trunk",
-) -> Callable:
+) -> typing.Callable:
     """Dense layers over numeric inputs (a tensor, or a dict of them concatenated).
 
     Example:
@@ -119,7 +119,7 @@ def _is_embedded(feature) -> bool:
     return isinstance(feature, EmbeddedFeature)
 
 
-def _embedded_representation(feature_space, encoded: Mapping, name: str):
+def _embedded_representation(feature_space, encoded: typing.Mapping, name: str):
     """Dict-mode FeatureSpace outputs as one (batch, d) tensor: numeric and
     one-hot parts concatenated in the weightless front, each embedded
     feature through its own `Embedding` (flattened, or pooled over tokens)."""
@@ -156,12 +156,12 @@ def _embedded_representation(feature_space, encoded: Mapping, name: str):
 
 def tabular(
     feature_space: keras.utils.FeatureSpace,
-    units: Sequence[int] = (128, 64),
+    units: typing.Sequence[int] = (128, 64),
     *,
     activation: str = "relu",
     dropout: float = 0.0,
     name: str = "trunk",
-) -> Callable:
+) -> typing.Callable:
     """Raw table columns in: `keras.utils.FeatureSpace` encoding, then Dense layers.
 
     The feature space must be adapted, and the model's inputs must be its
@@ -177,7 +177,7 @@ def tabular(
     pooled over the tokens of a text or list, `<feature>_mean_pool`), and
     all of them are concatenated before the Dense layers. Lookups, hashing
     and tokenisation stay in the weightless front that
-    `keras_mtl.encoding.split` cuts off; the embeddings are in the learned
+    `keras_mtl._encoding.split` cuts off; the embeddings are in the learned
     part.
 
     Example:
@@ -196,7 +196,7 @@ def tabular(
     """
     def build(inputs):
         expected = feature_space.get_inputs()
-        if not isinstance(inputs, Mapping) or any(
+        if not isinstance(inputs, typing.Mapping) or any(
             inputs.get(k) is not v for k, v in expected.items()
         ):
             raise ValueError(
@@ -221,7 +221,7 @@ def text(
     num_layers: int = 2,
     dropout: float = 0.0,
     name: str = "trunk",
-) -> Callable:
+) -> typing.Callable:
     """Raw strings in: tokenisation inside the model, embedding and an encoder.
 
     Returns `{"pooled": (batch, units), "sequence": (batch, T, units)}`.
@@ -251,7 +251,7 @@ def text(
         raise ValueError("trunks.text: the TextVectorization has no vocabulary; call adapt() first.")
 
     def build(inputs):
-        if isinstance(inputs, Mapping):
+        if isinstance(inputs, typing.Mapping):
             if len(inputs) != 1:
                 raise ValueError(
                     f"trunks.text takes one string input; got inputs {sorted(inputs)}."
@@ -277,13 +277,13 @@ def text(
 
 
 def image(
-    filters: Sequence[int] = (32, 64),
+    filters: typing.Sequence[int] = (32, 64),
     *,
     units: int = 128,
     rescale: float | None = 1.0 / 255,
     dropout: float = 0.0,
     name: str = "trunk",
-) -> Callable:
+) -> typing.Callable:
     """A small CNN: [Conv-ReLU-MaxPool] per entry of `filters`, global pooling, Dense.
 
     `rescale` multiplies raw pixels first (1/255 for uint8 images; None to skip).
@@ -294,7 +294,7 @@ def image(
     """
 
     def build(inputs):
-        if isinstance(inputs, Mapping):
+        if isinstance(inputs, typing.Mapping):
             (inputs,) = inputs.values()
         x = inputs
         if len(x.shape) == 3:  # (batch, H, W): grayscale without a channel axis
@@ -308,3 +308,6 @@ def image(
         return _dense_stack(x, [units], "relu", dropout, name)
 
     return build
+
+
+__all__ = ["MaskedPooling1D", "image", "mlp", "tabular", "text"]

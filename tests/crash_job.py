@@ -7,7 +7,7 @@ waits for the marker and kills it. Modes:
 
 - fit:        4 epochs with a per-epoch backup; stops at the start of epoch 3.
 - backup:     the same, but stops half-way through writing the 2nd backup.
-- checkpoint: ModelCheckpoint every epoch; stops half-way through the 2nd save.
+- checkpoint: AtomicModelCheckpoint every epoch; stops half-way through the 2nd save.
 - export:     exports version 1, then stops inside the export of version 2.
 - tensorboard: TensorBoard + TaskScalars; stops at the start of epoch 3.
 
@@ -27,7 +27,6 @@ import numpy as np
 
 import keras_mtl as mtl
 from keras_mtl import callbacks as mtl_callbacks
-from keras_mtl import saving
 
 
 def build_model():
@@ -91,11 +90,11 @@ def main(mode: str, workdir: Path) -> None:
     if mode in ("fit", "backup"):
         if mode == "backup":
             stop_in_second_write(keras.Model, "save_weights", workdir)
-        backup = saving.BackupAndRestore(str(workdir / "backup"))
+        backup = mtl_callbacks.AtomicBackupAndRestore(str(workdir / "backup"))
         model.fit(x, y, callbacks=[backup, Snapshot(workdir, stop_at_epoch=2)], **fit)
     elif mode == "checkpoint":
         stop_in_second_write(keras.Model, "save", workdir)
-        checkpoint = saving.ModelCheckpoint(str(workdir / "model.keras"))
+        checkpoint = mtl_callbacks.AtomicModelCheckpoint(str(workdir / "model.keras"))
         model.fit(x, y, callbacks=[checkpoint, Snapshot(workdir)], **fit)
     elif mode == "export":
         mtl.export.export_saved_model(model, workdir / "exports")
@@ -108,7 +107,7 @@ def main(mode: str, workdir: Path) -> None:
         mtl.export.export_saved_model(model, workdir / "exports")
     elif mode == "tensorboard":
         logs = str(workdir / "logs")
-        callbacks = [mtl_callbacks.TensorBoard(logs), mtl_callbacks.TaskScalars(logs), Snapshot(workdir, 2)]
+        callbacks = [mtl_callbacks.LeanTensorBoard(logs), mtl_callbacks.TaskScalars(logs), Snapshot(workdir, 2)]
         model.fit(x, y, callbacks=callbacks, **fit)
     else:
         raise SystemExit(f"unknown mode {mode!r}")

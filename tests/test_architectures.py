@@ -44,7 +44,7 @@ def test_outputs_named_after_tasks(arch):
     assert model.get_layer(model.representation) is not None
     assert model.shared_layers[0] == "trunk_dense_0"
     assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Lambda)]
-    assert mtl.models.ARCHITECTURES[arch] is getattr(mtl.models, arch)
+    assert mtl.models.get(arch) is getattr(mtl.models, arch)
 
 
 def test_shared_layers_follow_the_graph():
@@ -84,10 +84,22 @@ def test_ple_levels_and_shared_gates():
 
 
 def test_mmoe_is_cgc_without_task_experts():
-    kwargs = dict(num_experts=3, expert_units=[6])
-    a = mmoe(keras.Input((4,), name="x"), three_tasks(), trunks.mlp([8]), **kwargs)
-    b = cgc(keras.Input((4,), name="x"), three_tasks(), trunks.mlp([8]), num_task_experts=0, **kwargs)
-    assert [layer.name for layer in a.layers] == [layer.name for layer in b.layers]
+    def structure(model):
+        return [
+            (type(layer).__name__, layer.name, [(w.path, tuple(w.shape)) for w in layer.weights])
+            for layer in model.layers
+        ]
+
+    kwargs = dict(num_experts=3, expert_units=[6], tower=[5])
+    a = mmoe(keras.Input((4,), name="x"), three_tasks(), trunks.mlp([8]), name="m", **kwargs)
+    b = cgc(keras.Input((4,), name="x"), three_tasks(), trunks.mlp([8]), num_task_experts=0, name="m", **kwargs)
+    assert structure(a) == structure(b)
+    assert a.shared_layers == b.shared_layers and a.representation == b.representation
+    b.set_weights(a.get_weights())
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    out_a, out_b = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    for task in out_a:
+        np.testing.assert_array_equal(out_a[task], out_b[task])
 
 
 @pytest.mark.parametrize(
@@ -207,6 +219,7 @@ def numpy_penalty(model, task_names, levels, lam):
     return lam * total
 
 
+@pytest.mark.slow
 def test_soft_sharing_penalty_equals_numpy(rng):
     x, y = toy(rng, 32)
     model = soft_sharing(keras.Input((4,)), three_tasks(), trunks.mlp([8]), column_units=[6, 4], penalty=0.05)
@@ -226,6 +239,7 @@ def test_soft_sharing_penalty_equals_numpy(rng):
     assert layers.training_only_log_names(model) == {"soft_sharing_penalty"}
 
 
+@pytest.mark.slow
 def test_soft_sharing_penalty_pulls_columns_together(rng):
     x, y = toy(rng, 64)
 
@@ -257,6 +271,7 @@ def test_soft_sharing_layer_errors():
 
 
 # ------------------------------------------------------------ logs, metrics
+@pytest.mark.slow
 def test_gate_metrics_in_fit_history_and_tensorboard(rng, tmp_path):
     x, y = toy(rng)
     model = FACTORIES["mmoe"](keras.Input((4,)), three_tasks())
@@ -277,6 +292,7 @@ def test_gate_metrics_in_fit_history_and_tensorboard(rng, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_ple_gate_metric_names_and_switch(rng):
     x, y = toy(rng, 32)
     model = FACTORIES["ple"](keras.Input((4,)), three_tasks())
@@ -289,6 +305,7 @@ def test_ple_gate_metric_names_and_switch(rng):
 
 
 # ------------------------------------------------------------- round trips
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", FACTORIES)
 def test_keras_round_trip(arch, rng, tmp_path):
     x, y = toy(rng, 32)
@@ -309,6 +326,7 @@ def test_keras_round_trip(arch, rng, tmp_path):
     assert set(history) == set(model.fit(x, y, batch_size=16, verbose=0).history)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mmoe", "cross_stitch", "soft_sharing"])
 def test_serving_export(arch, rng, tmp_path):
     x, _ = toy(rng, 16)
@@ -319,6 +337,7 @@ def test_serving_export(arch, rng, tmp_path):
 
 
 # ------------------------------------------------------------------- trunks
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mmoe", "ple", "cross_stitch", "soft_sharing"])
 def test_text_trunk_pooled_features(arch):
     words = np.array(["the", "cat", "dog", "sat", "ran", "on", "mat"])
@@ -340,6 +359,7 @@ def test_text_trunk_pooled_features(arch):
         build(keras.Input((), dtype="string"), ts + [tasks.Tagging("ner", num_tags=3)], trunk)
 
 
+@pytest.mark.slow
 def test_tabular_trunk_through_the_run_config(census_small, rng):
     # keras-mtl train's path: config keys -> factory arguments -> tabular trunk.
     cfg = config.from_dict(config.Config, {
@@ -355,6 +375,7 @@ def test_tabular_trunk_through_the_run_config(census_small, rng):
         training.build_model(cfg, census_small, renamed)
 
 
+@pytest.mark.slow
 def test_image_trunk(rng):
     images = rng.integers(0, 255, size=(16, 8, 8, 1)).astype("float32")
     labels = {"a": (images.mean((1, 2, 3)) > 127).astype("float32"), "b": images.std((1, 2, 3))}
@@ -378,6 +399,7 @@ def train_under(strategy, arch, x, y, initial):
     return model.get_weights(), history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mmoe", "cross_stitch", "soft_sharing"])
 def test_mirrored_two_devices_equal_one_device(arch, rng):
     assert len(tf.config.list_logical_devices("CPU")) >= 2, "conftest sets up two logical CPU devices"

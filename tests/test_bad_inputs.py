@@ -18,7 +18,7 @@ from keras_mtl import callbacks, config, tasks
 from keras_mtl.config import ConfigError
 from keras_mtl.data.dataset import MultiTaskData
 from keras_mtl.export import warmup
-from keras_mtl.export.verify import run_requests_in_fresh_process
+from keras_mtl.export.verification import run_requests_in_fresh_process
 
 
 def model_for(task_list, width=4):
@@ -181,6 +181,7 @@ def test_non_finite_gradient_with_finite_loss_names_the_task_and_step(rng):
 
 
 # ---------------------------------------------------------------- serving
+@pytest.mark.slow
 def test_every_serving_signature_refuses_bad_requests(tmp_path):
     model = model_for([tasks.Regression("y"), tasks.Multiclass("k", 3)], width=3)
     path = mtl.export.export_saved_model(model, tmp_path / "m")

@@ -25,12 +25,14 @@ def test_na_is_a_category_not_a_missing_value():
     assert "NA" in set(features["hispanic_origin"].ravel())
 
 
+@pytest.mark.slow
 def test_full_files_have_the_published_sizes():
     _, train = census.read_split("train")
     _, test = census.read_split("test")
     assert len(train["income"]) == 199523 and len(test["income"]) == 99762
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_and_disjoint(census_small):
     again = census.census_income(limit=1500, batch_size=256)
     for split in ("train", "validation", "test"):

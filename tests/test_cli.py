@@ -82,6 +82,7 @@ def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "saved_models").exists()
 
 
+@pytest.mark.slow
 def test_train_stops_at_a_non_finite_loss_naming_the_tasks(tmp_path, capsys, monkeypatch):
     # The guard is attached by `train` itself, not by the monitoring callbacks.
     code, err = train_small(tmp_path, capsys, monkeypatch,

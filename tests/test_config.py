@@ -1,7 +1,6 @@
 """Run configs: every bad key, type and value gives an error naming the key."""
 
-import inspect
-import typing
+import dataclasses
 
 import pytest
 import yaml
@@ -41,9 +40,9 @@ def test_overrides():
         ("train.epochs=0", r"^train.epochs must be >= 1, got 0"),
         ("train.epochs=true", r"train.epochs must be an integer, got bool"),
         ("train.learning_rate=-1", r"learning_rate must be > 0"),
-        ("train.optimizer=adagrad", r"train.optimizer must be one of \['adam', 'adamw', 'sgd', 'rmsprop', 'lazy_adam'\], got 'adagrad'"),
+        ("train.optimizer=adagrad", r"train.optimizer must be one of \[.*'adam', 'adamw', .*'lazy_adam', .*'sgd'.*\], got 'adagrad'"),
         ("train.weighting=magic", r"train.weighting: unknown method 'magic'"),
-        ("data.dataset=mnist", r"data.dataset must be one of \['census_income', 'trump_tweets'"),
+        ("data.dataset=mnist", r"data.dataset must be one of \[.*'census_income', 'fashion_mnist', .*\], got 'mnist'"),
         ("data.validation_fraction=1.0", r"validation_fraction must be in \(0, 1\)"),
         ("data.batch_size=0", r"batch_size must be >= 1"),
         ("model.architecture=mmoe_x", r"model.architecture must be one of"),
@@ -131,10 +130,19 @@ def test_architecture_hyperparameters_name_the_key(overrides, message):
 def test_architecture_hyperparameters_reach_the_factory():
     from keras_mtl import models
 
-    assert set(typing.get_args(typing.get_type_hints(config.ModelConfig)["architecture"])) == set(models.ARCHITECTURES)
-    assert set(config.ARCHITECTURE_KEYS) == set(models.ARCHITECTURES)
-    for arch, keys in config.ARCHITECTURE_KEYS.items():  # each key is an argument of the factory
-        assert set(keys) <= set(inspect.signature(models.ARCHITECTURES[arch]).parameters), arch
+    expected = {  # read off each factory's arguments
+        "shared_bottom": (),
+        "single_task": (),
+        "mmoe": ("num_experts", "expert_units"),
+        "cgc": ("num_experts", "num_task_experts", "expert_units"),
+        "ple": ("num_levels", "num_experts", "num_task_experts", "expert_units"),
+        "cross_stitch": ("column_units",),
+        "soft_sharing": ("column_units", "penalty"),
+    }
+    assert set(expected) <= set(models.available())
+    assert {arch: config.ModelConfig(architecture=arch).takes() for arch in expected} == expected
+    for field in config.ModelConfig.HYPERPARAMETERS:  # every key some factory takes is a ModelConfig field
+        assert field in {f.name for f in dataclasses.fields(config.ModelConfig)}
     cfg = config.load(
         "examples/census.yaml", ["model.architecture=ple", "model.num_levels=3", "model.expert_units=[8]"]
     )
@@ -183,3 +191,70 @@ def test_sampling_builds_every_strategy():
     assert build() == "Proportional()" and build(name="uniform") == "Uniform()"
     assert build(name="annealed") == "Annealed(epochs=4, final_alpha=0.2)"  # spans train.epochs
     assert build(name="weights", weights={"a": 3.0, "b": 1.0}) == "Weights(weights={'a': 3.0, 'b': 1.0})"
+
+
+# ------------------------------------------------------- registered names
+@pytest.fixture
+def own_registrations(monkeypatch):
+    """Registrations made by a test are undone after it (the registries are process-wide)."""
+    from keras_mtl import models
+    from keras_mtl.data import datasets
+
+    for table in (models._ARCHITECTURES, datasets._DATASETS):
+        monkeypatch.setattr(table, "_items", dict(table._items))
+
+
+def register_own(calls):
+    """Registers an architecture `two_experts` (MMoE with 2 experts) and a dataset `census_sample` (300 rows)."""
+    import keras_mtl as mtl
+
+    @mtl.models.register("two_experts")
+    def two_experts(inputs, tasks, trunk=None, *, expert_units=(8,)):
+        calls.append(("two_experts", list(expert_units)))
+        return mtl.models.mmoe(inputs, tasks, trunk, num_experts=2, expert_units=expert_units, name="two_experts")
+
+    @mtl.data.datasets.register("census_sample")
+    def census_sample(batch_size=64, validation_fraction=0.1, limit=None, seed=0):
+        calls.append(("census_sample", batch_size))
+        return mtl.data.census_income(batch_size=batch_size, validation_fraction=validation_fraction, limit=300, seed=seed)
+
+
+OWN = """name: own
+data: {dataset: census_sample, batch_size: 32}
+model: {architecture: two_experts, expert_units: [4], trunk: {units: [8]}}
+train: {epochs: 1, verbose: 0}
+output: {run: r1}
+"""
+
+
+@pytest.mark.slow
+def test_a_registered_architecture_and_dataset_load_from_yaml(tmp_path, own_registrations):
+    from keras_mtl import training
+
+    path = write(tmp_path, OWN)
+    with pytest.raises(ConfigError, match=r"data.dataset must be one of \[.*\], got 'census_sample'"):
+        config.load(path)  # not registered yet
+    calls = []
+    register_own(calls)
+    cfg = config.load(path)
+    assert cfg.model.takes() == ("expert_units",) and cfg.model.hyperparameters() == {"expert_units": [4]}
+    assert "two_experts" in config.choices()["model.architecture"]
+    with pytest.raises(ConfigError, match=r"model.num_experts does not apply to architecture 'two_experts', which takes model.expert_units"):
+        config.load(path, ["model.num_experts=3"])
+    data, tasks = training.load_data(cfg, echo=lambda line: None)
+    model = training.build_model(cfg, data, tasks)
+    assert calls == [("census_sample", 32), ("two_experts", [4])]
+    assert model.name == "two_experts" and model.get_layer("income_gate").num_experts == 2
+
+
+@pytest.mark.slow
+def test_keras_mtl_train_runs_a_registered_architecture_and_dataset(tmp_path, monkeypatch, own_registrations):
+    from keras_mtl import cli
+
+    calls = []
+    register_own(calls)
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, OWN)
+    assert cli.main(["train", str(path)]) == 0
+    assert calls == [("census_sample", 32), ("two_experts", [4])]
+    assert (tmp_path / "checkpoints" / "own" / "r1" / "best.keras").is_file()

@@ -17,7 +17,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import keras_mtl as mtl
-from keras_mtl import cli, saving
+from keras_mtl import callbacks, cli, saving
 
 sys.path.insert(0, str(Path(__file__).parent))
 import crash_job
@@ -68,7 +68,7 @@ def resume(workdir: Path) -> Restored:
     model = crash_job.build_model()
     seen = Restored()
     model.fit(x, y, batch_size=16, epochs=4, verbose=0, shuffle=False,
-              callbacks=[saving.BackupAndRestore(str(workdir / "backup")), seen])
+              callbacks=[callbacks.AtomicBackupAndRestore(str(workdir / "backup")), seen])
     return seen
 
 
@@ -97,18 +97,19 @@ def test_kill_while_writing_a_backup_keeps_the_previous_one(tmp_path):
     assert_weights_equal(seen.start, tmp_path / "epoch_1.npz")
 
 
+@pytest.mark.slow
 def test_damaged_backup_is_reported_not_loaded(tmp_path):
     x, y = crash_job.data()
     model = crash_job.build_model()
     backup = tmp_path / "backup"
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[saving.BackupAndRestore(str(backup), delete_checkpoint=False)])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.AtomicBackupAndRestore(str(backup), delete_checkpoint=False)])
     (weights,) = backup.glob("weights-*.weights.h5")
     weights.write_bytes(weights.read_bytes()[:100])  # e.g. a partial copy of the folder
     with pytest.raises(saving.CorruptModelFileError, match=r"Backup weights .*weights-.*\.weights\.h5 could not be read"):
-        crash_job.build_model().fit(x, y, epochs=2, verbose=0, callbacks=[saving.BackupAndRestore(str(backup))])
+        crash_job.build_model().fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.AtomicBackupAndRestore(str(backup))])
     (backup / "training_metadata.json").write_text('{"epoch": 1, "wei')
     with pytest.raises(saving.CorruptModelFileError, match=r"Backup metadata .*training_metadata\.json is damaged"):
-        crash_job.build_model().fit(x, y, epochs=2, verbose=0, callbacks=[saving.BackupAndRestore(str(backup))])
+        crash_job.build_model().fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.AtomicBackupAndRestore(str(backup))])
 
 
 @pytest.mark.slow

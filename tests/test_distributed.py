@@ -57,6 +57,7 @@ def train(strategy, x, y, initial, optimizer, weighting=lambda: "fixed"):
     return model.get_weights(), history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "optimizer",
     [lambda: keras.optimizers.SGD(0.1), lambda: keras.optimizers.Adam(0.01)],
@@ -96,6 +97,7 @@ METHODS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, mode", METHODS, ids=[f"{n}-{m}" if m else n for n, m in METHODS])
 def test_every_weighting_method_is_exact_under_mirrored_strategy(rng, name, mode):
     x, y = uneven_data(rng)
@@ -105,6 +107,7 @@ def test_every_weighting_method_is_exact_under_mirrored_strategy(rng, name, mode
     )
 
 
+@pytest.mark.slow
 def test_shuffled_in_memory_pipeline_is_exact_under_mirrored_strategy(rng):
     # Keras reads one extra pass of the data under a strategy (its symbolic
     # build) but not without one; the shuffle is keyed by (seed, epoch), not

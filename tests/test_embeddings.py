@@ -7,7 +7,7 @@ import tensorflow as tf
 from test_distributed import strategies
 
 import keras_mtl as mtl
-from keras_mtl import encoding, saving
+from keras_mtl import _encoding as encoding, saving
 from keras_mtl.preprocessing import FeatureSpace as FS
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat", "fast"]
@@ -79,6 +79,7 @@ def all_kinds_space(features, num_bins=1000):
     return fs, columns(features, fs.features)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_each_kind_trains_in_a_shared_bottom_model(kind):
     column, spec = KINDS[kind]
@@ -97,6 +98,7 @@ def test_each_kind_trains_in_a_shared_bottom_model(kind):
     assert history["y_loss"][-1] < 0.5 * history["y_loss"][0]
 
 
+@pytest.mark.slow
 def test_hashed_million_ids_use_an_embedding_table_never_a_one_hot():
     features, labels = table(n=2048)
     fs = FS({"x": "float_normalized", "user": FS.hashed(2**20, dtype="int64", embedding_dim=16)}, output_mode="dict")
@@ -112,6 +114,7 @@ def test_hashed_million_ids_use_an_embedding_table_never_a_one_hot():
     assert np.isfinite(history.history["loss"]).all()
 
 
+@pytest.mark.slow
 def test_unseen_values_at_predict_time_map_to_oov_or_a_hash_bin():
     features, labels = table()
     fs, cols = all_kinds_space(features)
@@ -155,6 +158,7 @@ def test_pooling_leaves_padding_out(pooling, expected):
     np.testing.assert_allclose(out, expected)
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip_gives_identical_predictions(tmp_path):
     features, labels = table()
     fs, cols = all_kinds_space(features)
@@ -169,6 +173,7 @@ def test_keras_file_round_trip_gives_identical_predictions(tmp_path):
     np.testing.assert_array_equal(loaded.predict(data, verbose=0)["y"], model.predict(data, verbose=0)["y"])
 
 
+@pytest.mark.slow
 def test_saved_model_export_serves_one_value_per_feature(tmp_path):
     features, labels = table()
     fs, cols = all_kinds_space(features)
@@ -183,6 +188,7 @@ def test_saved_model_export_serves_one_value_per_feature(tmp_path):
     assert report["max_abs_diff"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_encoded_path_cuts_between_lookups_and_embeddings():
     features, labels = table()
     fs, cols = all_kinds_space(features)
@@ -204,6 +210,7 @@ def test_encoded_path_cuts_between_lookups_and_embeddings():
     assert model.jit_compile is True and np.isfinite(history.history["loss"]).all()
 
 
+@pytest.mark.slow
 def test_mirrored_two_devices_equal_one_device_with_embedded_and_hashed_ids():
     features, labels = table(n=64)
     fs = FS(

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_mtl as mtl
-from keras_mtl import encoding
+from keras_mtl import _encoding as encoding
 
 
 def tabular_model(data, units=(16,), **kwargs):
@@ -72,6 +72,7 @@ def _weights_after_fit(model, ds, **compile_kwargs):
     return [np.asarray(w) for w in model.get_weights()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weighting", ["fixed", {"name": "pcgrad", "mode": "representation"}], ids=str)
 def test_training_on_encoded_features_equals_training_on_raw(census_small, weighting):
     def method():  # one object per model: a method holds per-model state
@@ -92,6 +93,7 @@ def test_training_on_encoded_features_equals_training_on_raw(census_small, weigh
         assert raw_eval[key] == pytest.approx(enc_eval[key], abs=1e-4), key
 
 
+@pytest.mark.slow
 def test_auto_jit_compiles_the_encoded_step_only(census_small):
     model = tabular_model(census_small)
     fast = census_small.encoded(model)
@@ -108,6 +110,7 @@ def test_auto_jit_compiles_the_encoded_step_only(census_small):
         model.compile(optimizer="adam", jit_compile="yes")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["parameters", "representation"])
 def test_auto_jit_compiles_gradient_methods_on_encoded_features(census_small, mode):
     model = tabular_model(census_small)
@@ -117,6 +120,7 @@ def test_auto_jit_compiles_gradient_methods_on_encoded_features(census_small, mo
     assert np.isfinite(history.history["loss"][-1])
 
 
+@pytest.mark.slow
 def test_auto_jit_stays_off_under_a_strategy(census_small):
     # Reducing through one device launches no collectives, which would clash
     # with other MirroredStrategy tests in this process (see test_architectures).
@@ -131,6 +135,7 @@ def test_auto_jit_stays_off_under_a_strategy(census_small):
     assert model.jit_compile is False
 
 
+@pytest.mark.slow
 def test_model_trained_on_encoded_features_saves_and_serves_raw(census_small, tmp_path):
     model = tabular_model(census_small)
     fast = census_small.encoded(model)
@@ -166,6 +171,7 @@ def test_encode_columns_traces_once_for_every_split_and_chunk():
     assert encoding._traced_encoder(enc).experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "weighting",
     [name for name in mtl.weighting.available()]

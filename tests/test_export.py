@@ -12,7 +12,7 @@ import keras_mtl as mtl
 from keras_mtl import export, tasks
 from keras_mtl.export import samples as samples_lib
 from keras_mtl.export import signatures, warmup
-from keras_mtl.export.verify import run_requests_in_fresh_process
+from keras_mtl.export.verification import run_requests_in_fresh_process
 
 CENSUS_SIGNATURES = ["serving_default", "predict_income", "predict_never_married", "serve_tf_example"]
 
@@ -41,6 +41,7 @@ def small_model():
     )
 
 
+@pytest.mark.slow
 def test_export_versions(tmp_path, small_model):
     base = tmp_path / "m"
     first = export.export_saved_model(small_model, base)
@@ -51,6 +52,7 @@ def test_export_versions(tmp_path, small_model):
     assert not os.path.exists(os.path.join(second, "assets.extra", "tf_serving_warmup_requests"))
 
 
+@pytest.mark.slow
 def test_signatures_take_raw_features_and_examples(census_export):
     loaded = tf.saved_model.load(census_export)
     assert sorted(loaded.signatures) == sorted(CENSUS_SIGNATURES)
@@ -68,6 +70,7 @@ def test_signatures_take_raw_features_and_examples(census_export):
         sig(**{k: tf.constant(["x"]) for k in inputs})
 
 
+@pytest.mark.slow
 def test_metadata_documents_every_signature(census_export):
     meta = export.read_metadata(census_export)
     assert meta["tasks"] == [
@@ -98,6 +101,7 @@ def test_metadata_documents_every_signature(census_export):
     }
 
 
+@pytest.mark.slow
 def test_warmup_file_parses_and_replays_like_the_model(census_export, census_model, census_small):
     path = os.path.join(census_export, "assets.extra", "tf_serving_warmup_requests")
     records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
@@ -127,6 +131,7 @@ def test_warmup_file_parses_and_replays_like_the_model(census_export, census_mod
             np.testing.assert_allclose(reply[key], value.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_verify_checks_every_signature_and_replays_warmup(census_export, census_model, census_small):
     report = export.verify(census_export, census_small.sample(32), census_model)
     assert report["outputs"] == {"income": [32], "never_married": [32]}
@@ -138,12 +143,14 @@ def test_verify_checks_every_signature_and_replays_warmup(census_export, census_
     assert report["warmup"]["records"] == 4 and report["warmup"]["max_abs_diff"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_verify_without_model_cross_checks_signatures(census_export, census_small):
     report = export.verify(census_export, census_small.sample(8))
     assert report["reference"] == "serving_default" and report["max_abs_diff"] is None
     assert report["signatures"]["serve_tf_example"]["outputs"] == {"income": [8], "never_married": [8]}
 
 
+@pytest.mark.slow
 def test_unknown_category_and_wrong_dtype_in_the_tf1_loader(census_export, census_small):
     unseen = census_small.sample(4)
     unseen["education"] = np.array(["never seen before"] * 4, dtype=object)
@@ -157,6 +164,7 @@ def test_unknown_category_and_wrong_dtype_in_the_tf1_loader(census_export, censu
     assert refused == "Signature 'predict_income': input 'age' expects float32 but the request has string."
 
 
+@pytest.mark.slow
 def test_derived_outputs_for_every_task_type(tmp_path):
     texts = np.array(["the cat sat down", "a dog ran far away", "cats and dogs", "the end"], dtype=object)
     vec = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=5)
@@ -192,6 +200,7 @@ def test_derived_outputs_for_every_task_type(tmp_path):
     np.testing.assert_array_equal(answer["ner_tags"], np.argmax(probs["ner"], -1))
 
 
+@pytest.mark.slow
 def test_int_bool_float64_and_variable_length_inputs_through_tf_example(tmp_path):
     ids = keras.Input((None,), dtype="int32", name="ids")
     flag = keras.Input((1,), dtype="bool", name="flag")
@@ -273,6 +282,7 @@ def test_inputs_a_tf_example_cannot_carry_are_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_unless_asked(tmp_path, small_model):
     export.export_saved_model(small_model, tmp_path, version=3)
     with pytest.raises(FileExistsError, match="Version 3 already exists"):
@@ -290,6 +300,7 @@ def test_bad_version(tmp_path, small_model, bad):
         export.export_saved_model(small_model, tmp_path, version=bad)
 
 
+@pytest.mark.slow
 def test_crash_mid_export_leaves_no_version(tmp_path, small_model, monkeypatch):
     backend_archive = type(keras.export.ExportArchive())  # ExportArchive() builds a backend subclass
     real = backend_archive.write_out
@@ -305,6 +316,7 @@ def test_crash_mid_export_leaves_no_version(tmp_path, small_model, monkeypatch):
     assert export.versions(tmp_path / "m") == []
 
 
+@pytest.mark.slow
 def test_verify_catches_a_different_model(census_export, census_small):
     other = mtl.models.shared_bottom(
         census_small.inputs, census_small.tasks, trunk=mtl.trunks.tabular(census_small.feature_space, [8])
@@ -316,6 +328,7 @@ def test_verify_catches_a_different_model(census_export, census_small):
         assert where in str(e.value)
 
 
+@pytest.mark.slow
 def test_verify_reports_a_broken_export(tmp_path, census_small):
     broken = tmp_path / "1"
     broken.mkdir()
@@ -324,6 +337,7 @@ def test_verify_reports_a_broken_export(tmp_path, census_small):
         export.verify(str(broken), census_small.sample(2))
 
 
+@pytest.mark.slow
 def test_single_input_model_export_and_a_bad_warmup_record(tmp_path, small_model):
     path = export.export_saved_model(small_model, tmp_path, warmup_samples={"x": np.ones((2, 3))})
     report = export.verify(path, {"x": np.ones((5, 3), "float32")}, small_model)

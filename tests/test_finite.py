@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_mtl as mtl
-from keras_mtl import callbacks, finite, tasks
+from keras_mtl import callbacks, _finite as finite, tasks
 
 BAD_LABEL = 7.0
 
@@ -53,6 +53,7 @@ SETUPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_nan_weights_are_caught_after_the_step_that_wrote_them(rng, setup):
     strategy, compile_kwargs = SETUPS[setup]
@@ -73,6 +74,7 @@ def test_nan_weights_are_caught_after_the_step_that_wrote_them(rng, setup):
     assert cb._all_finite is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit", [False, True])
 def test_the_flag_does_not_change_training_and_costs_nothing_unasked(rng, jit):
     weights = []
@@ -90,6 +92,7 @@ def test_the_flag_does_not_change_training_and_costs_nothing_unasked(rng, jit):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_model_trained_before_records_the_flag_once_given_the_callback(rng):
     model = build()
     model.fit(data(rng), epochs=1, verbose=0)
@@ -101,6 +104,7 @@ def test_a_model_trained_before_records_the_flag_once_given_the_callback(rng):
     assert finite.recorded(model) and cb._all_finite is None
 
 
+@pytest.mark.slow
 def test_a_sum_overflow_is_confirmed_with_the_exact_check_before_raising(rng, monkeypatch):
     model = build()
     kernel = model.trainable_variables[0]  # the trunk's first kernel, (4, 4)
@@ -122,6 +126,7 @@ def test_a_sum_overflow_is_confirmed_with_the_exact_check_before_raising(rng, mo
     assert not model.stop_training
 
 
+@pytest.mark.slow
 def test_the_record_is_read_at_epoch_ends_and_non_finite_losses_only(rng, monkeypatch):
     model = build()
     reads, first_nonfinite = [], finite.first_nonfinite
@@ -130,6 +135,7 @@ def test_the_record_is_read_at_epoch_ends_and_non_finite_losses_only(rng, monkey
     assert finite.recorded(model) and len(reads) == 2  # not once a step: each read waits for the step
 
 
+@pytest.mark.slow
 def test_nan_written_by_the_last_step_of_an_epoch_is_caught_at_its_end(rng):
     model = build()
     # Row 60 is in batch 4, the epoch's last: no later step shows a NaN loss.
@@ -138,6 +144,7 @@ def test_nan_written_by_the_last_step_of_an_epoch_is_caught_at_its_end(rng):
     assert model.stop_training
 
 
+@pytest.mark.slow
 def test_a_second_fit_reports_its_own_steps(rng):
     model = build()
     cb = callbacks.StopOnNonFiniteLoss()
@@ -146,6 +153,7 @@ def test_a_second_fit_reports_its_own_steps(rng):
         model.fit(data(rng, bad_row=20), epochs=1, verbose=0, callbacks=[cb])
 
 
+@pytest.mark.slow
 def test_the_flag_is_never_saved(rng, tmp_path):
     model = build()
     fresh_weights = len(model.weights)
@@ -172,6 +180,7 @@ def test_the_flag_is_never_saved(rng, tmp_path):
         assert b"weights_finite" not in f.read()
 
 
+@pytest.mark.slow
 def test_plain_keras_models_keep_the_separate_weight_check(rng):
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.Dense(4, name="hidden")(inputs)))
@@ -210,6 +219,7 @@ def test_the_record_costs_one_sum_per_variable_however_many_layers_hold_none():
     assert ops_many.count("Sum") == len(many.trainable_variables) == 4
 
 
+@pytest.mark.slow
 def test_a_weight_no_layer_holds_is_recorded_and_named_by_its_path():
     # Uncertainty's log-variances belong to the weighting method, not to a layer of the model.
     model = build(weighting="uncertainty")
@@ -225,8 +235,9 @@ def test_a_weight_no_layer_holds_is_recorded_and_named_by_its_path():
         cb.check_model_weights(epoch=0, step=2)
 
 
+@pytest.mark.slow
 def test_tables_too_large_to_sum_every_step_are_checked_at_epoch_end(rng, monkeypatch):
-    from keras_mtl import finite
+    from keras_mtl import _finite as finite
     from keras_mtl.callbacks import StopOnNonFiniteLoss
 
     # A 40 x 8 embedding table counts as "large" here, so the step leaves it out.

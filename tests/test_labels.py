@@ -28,6 +28,7 @@ def two_tasks(**regression):
 
 
 # ------------------------------------------------------------ integer regression labels
+@pytest.mark.slow
 def test_integer_regression_labels_train_with_numpy_and_evaluate(rng):
     x, y = data(rng)
     model = mtl.models.shared_bottom(inputs(), two_tasks(), trunk=mtl.trunks.mlp([8]))
@@ -40,6 +41,7 @@ def test_integer_regression_labels_train_with_numpy_and_evaluate(rng):
     assert logs["hours_loss"] == pytest.approx(as_floats["hours_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_integer_regression_labels_from_a_dataset_and_from_splits(rng):
     x, y = data(rng)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
@@ -136,6 +138,7 @@ def assert_unweighted_head_did_not_move(model, before, still, moved):
     assert max(np.abs(a - b).max() for a, b in zip(head(model, moved), before[moved])) > 1e-4
 
 
+@pytest.mark.slow
 def test_sample_weights_keyed_by_task_name_with_numpy_and_validation_data(rng):
     x, y = data(rng)
     model = weighted_model(two_tasks())
@@ -150,6 +153,7 @@ def test_sample_weights_keyed_by_task_name_with_numpy_and_validation_data(rng):
     assert history["val_hours_loss"][0] > 0
 
 
+@pytest.mark.slow
 def test_sample_weights_keyed_by_task_name_in_a_dataset(rng):
     x, y = data(rng)
     model = weighted_model(two_tasks())
@@ -160,6 +164,7 @@ def test_sample_weights_keyed_by_task_name_in_a_dataset(rng):
     assert model.evaluate(ds, verbose=0, return_dict=True)["hours_loss"] == 0.0
 
 
+@pytest.mark.slow
 def test_evaluate_weighs_each_task_by_its_own_weights(rng):
     x, y = data(rng, 32)
     model = weighted_model(two_tasks(normalize=False))
@@ -175,6 +180,7 @@ def test_evaluate_weighs_each_task_by_its_own_weights(rng):
     assert same["hours_loss"] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_tasks_sharing_a_label_key_take_their_own_weights(rng):
     x, y = data(rng)
     model = weighted_model([tasks.Binary("seen", label="f"), tasks.Binary("ignored", label="f")])
@@ -183,6 +189,7 @@ def test_tasks_sharing_a_label_key_take_their_own_weights(rng):
     assert_unweighted_head_did_not_move(model, before, still="ignored", moved="seen")
 
 
+@pytest.mark.slow
 def test_sample_weights_keyed_by_label_key_name_the_task(rng):
     x, y = data(rng)
     model = weighted_model(two_tasks())

@@ -15,6 +15,7 @@ def mixed_policy(request):
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mixed_policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
 @pytest.mark.parametrize("weighting", ["fixed", "uncertainty", "pcgrad", "mgda"])
 def test_mixed_precision_trains_with_every_kind_of_method(tmp_path, rng, mixed_policy, weighting):
@@ -36,6 +37,7 @@ def test_mixed_precision_trains_with_every_kind_of_method(tmp_path, rng, mixed_p
     assert served["a"].dtype == tf.float32 and served["b"].dtype == tf.float32
 
 
+@pytest.mark.slow
 def test_gradient_method_sees_unscaled_gradients(rng):
     """With a huge loss scale, gradient methods must still see (and apply) the true gradients:
     one step of PCGrad under mixed_float16 matches float32 closely."""

@@ -257,6 +257,7 @@ def test_an_epoch_is_the_sum_of_the_sizes_in_full_batches():
     assert len(mixture(_counting_sources(), tasks, batch_size=10, examples_per_epoch=95)) == 10
 
 
+@pytest.mark.slow
 def test_fit_with_annealing_reads_one_pass_across_epochs():
     tasks = [mtl.tasks.Binary("click"), mtl.tasks.Regression("dwell")]
     sources = {"s2": _source(2, 300, ["click"]), "s3": _source(3, 100, ["dwell"])}
@@ -396,6 +397,7 @@ def test_news_sentiment_topic_example_runs_quick():
     assert "raw-string predictions" in result.stdout
 
 
+@pytest.mark.slow
 def test_fit_on_a_mixture_under_mirrored_strategy():
     tasks = [mtl.tasks.Binary("click"), mtl.tasks.Regression("dwell")]
     sources = {"s2": _source(2, 64, ["click"]), "s3": _source(3, 64, ["dwell"])}

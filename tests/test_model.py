@@ -95,6 +95,7 @@ def test_epoch_task_loss_weighs_batches_by_label_count(rng):
     assert split["a_loss"] == pytest.approx(whole["a_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_missing_labels_do_not_move_the_weights(rng):
     x, y = toy(rng, 32)
     y["a"][:16] = -1
@@ -178,6 +179,38 @@ def test_loss_weights_override_task_weights():
     assert "fixed" in mtl.weighting.available()
 
 
+def test_loss_weights_as_a_list_follow_output_names():
+    # Tasks given out of name order: Keras orders a dict's outputs by key, and
+    # reads a list of loss weights in that (output_names) order.
+    model = mtl.models.shared_bottom(
+        keras.Input((4,)), [tasks.Regression("b"), tasks.Multiclass("c", num_classes=3), tasks.Binary("a")]
+    )
+    assert model.output_names == ["a", "b", "c"]
+    model.compile(optimizer="sgd", loss_weights=[1, 2, 0.5])
+    assert model.weighting.task_weights == {"a": 1.0, "b": 2.0, "c": 0.5}
+    model.compile(optimizer="sgd", loss_weights=(3.0, 0.0, 1.0))
+    assert model.weighting.task_weights == {"a": 3.0, "b": 0.0, "c": 1.0}
+    for wrong in ([1, 2], []):
+        with pytest.raises(ValueError, match=r"for 3 task\(s\).*output_names \['a', 'b', 'c'\]"):
+            model.compile(optimizer="sgd", loss_weights=wrong)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        model.compile(optimizer="sgd", weighting="uncertainty", loss_weights=[1, 1, 1])
+
+
+def test_compile_config_round_trip_keeps_weighting_and_metrics():
+    model = mtl.models.shared_bottom(keras.Input((4,)), three_tasks())
+    model.compile(optimizer="sgd", loss_weights=[2, 1, 1], metrics={"b": ["mae"]})
+    config = model.get_compile_config()
+    assert config["metrics_override"] == {"b": ["mae"]}
+    again = mtl.models.shared_bottom(keras.Input((4,)), three_tasks())
+    again.compile_from_config(config)
+    assert again.weighting.task_weights == {"a": 2.0, "b": 1.0, "c": 1.0}
+    x, y = toy(np.random.default_rng(0), n=8)
+    logs = again.evaluate(x, y, verbose=0, return_dict=True)
+    assert "b_mae" in logs and "b_rmse" not in logs  # the override, not Regression's default mae + rmse
+
+
+@pytest.mark.slow
 def test_keras_round_trip(tmp_path, rng, census_small):
     model = mtl.models.shared_bottom(
         census_small.inputs,

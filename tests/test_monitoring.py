@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import keras_mtl as mtl
-from keras_mtl import callbacks, diagnostics, events
+from keras_mtl import callbacks, diagnostics, _events as events
 
 
 def same_head_model(names):
@@ -117,6 +117,7 @@ def test_probes_check_their_batch_labels_in_numpy_and_name_the_task(tmp_path, rn
     assert cb.check(1).shape == (2, 2)
 
 
+@pytest.mark.slow
 def test_probes_due_at_the_same_step_share_one_probe_call(tmp_path, rng, monkeypatch):
     x, t = data(rng)
     model = same_head_model(["up", "down"])
@@ -151,6 +152,7 @@ def test_suggest_groups_errors():
         diagnostics.suggest_groups(np.zeros((2, 2)), ["a", "b"], 3)
 
 
+@pytest.mark.slow
 def test_callbacks_write_readable_events(tmp_path, rng):
     x, t = data(rng, 96)
     model = same_head_model(["up", "down"])
@@ -193,6 +195,7 @@ def test_bad_frequencies(tmp_path):
         callbacks.GradientConflict(str(tmp_path), probe=(np.ones((1, 3)), {}), every_n_steps=0)
 
 
+@pytest.mark.slow
 def test_report_renders_runs_with_images(tmp_path, rng):
     from keras_mtl.report import render_report
 
@@ -215,7 +218,7 @@ def test_report_renders_runs_with_images(tmp_path, rng):
 def test_hparams_plugin_data(tmp_path):
     from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-    from keras_mtl.hparams import flatten, log_hparams
+    from keras_mtl._hparams import flatten, log_hparams
 
     log_hparams(str(tmp_path), flatten({"model": {"architecture": "mmoe"}, "train": {"weighting": "pcgrad"}}),
                 {"income_auc": 0.95}, "r1")
@@ -231,6 +234,7 @@ def test_hparams_plugin_data(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_probes_run_on_features_encoded_once(tmp_path, census_small):
     model = mtl.models.shared_bottom(census_small.inputs, list(census_small.tasks),
                                      trunk=mtl.trunks.tabular(census_small.feature_space, [8]))
@@ -246,6 +250,7 @@ def test_probes_run_on_features_encoded_once(tmp_path, census_small):
     np.testing.assert_allclose(cb.check(1), on_raw, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_the_task_and_step(rng):
     x = rng.normal(size=(64, 3)).astype("float32")
     t = x[:, 0].copy()
@@ -277,6 +282,7 @@ def decoded_weights(event):
     return 1.0 - pixels[..., 1] / 255.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory, kwargs, tag, shape", [
     (mtl.models.mmoe, {"num_experts": 3}, "experts/utilisation", (2, 3)),
     # CGC: 2 shared experts and one per task; each task gate sees 3 of the 4.
@@ -305,6 +311,7 @@ def test_expert_utilisation_heatmap_in_tensorboard(tmp_path, rng, factory, kwarg
         assert level["weights"][0][3] == 0.0 and level["weights"][1][2] == 0.0  # a gate never sees b's expert
 
 
+@pytest.mark.slow
 def test_no_expert_utilisation_without_gates(tmp_path):
     plain = same_head_model(["a", "b"])
     assert not any(isinstance(c, callbacks.ExpertUtilisation)
@@ -315,6 +322,7 @@ def test_no_expert_utilisation_without_gates(tmp_path):
     assert not (tmp_path / "mtl").exists()
 
 
+@pytest.mark.slow
 def test_report_shows_expert_utilisation_and_gate_entropy(tmp_path, rng):
     from keras_mtl.report import render_report
 
@@ -326,6 +334,7 @@ def test_report_shows_expert_utilisation_and_gate_entropy(tmp_path, rng):
     assert "a gate/expert_0" not in page  # gate statistics are not drawn as task curves
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drawable", [True, False])
 def test_architecture_diagram_in_report_or_a_note(tmp_path, rng, monkeypatch, drawable):
     from keras_mtl import diagram
@@ -368,6 +377,7 @@ needs_dot = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_dot
 def test_real_architecture_diagram_is_drawn_and_embedded_in_the_report(tmp_path, rng):
     from keras_mtl import diagram
@@ -396,6 +406,7 @@ def test_real_architecture_diagram_is_drawn_and_embedded_in_the_report(tmp_path,
     assert html.escape(diagram.MISSING) not in page
 
 
+@pytest.mark.slow
 @needs_dot
 def test_diagram_of_many_raw_inputs_starts_from_the_encoded_features(tmp_path, census_small):
     from keras_mtl import diagram
@@ -410,6 +421,7 @@ def test_diagram_of_many_raw_inputs_starts_from_the_encoded_features(tmp_path, c
     assert 300 < height < 1200 and width < 1200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("write_graph, full_calls", [(False, 0), (True, 1)])
 def test_tensorboard_skips_per_step_work_it_would_not_write(tmp_path, rng, monkeypatch, write_graph, full_calls):
     calls = []
@@ -418,11 +430,11 @@ def test_tensorboard_skips_per_step_work_it_would_not_write(tmp_path, rng, monke
                         lambda self, batch, logs=None: calls.append(batch) or original(self, batch, logs))
     x, t = data(rng, 64)
     model = same_head_model(["up", "down"])
-    tb = callbacks.TensorBoard(str(tmp_path), write_graph=write_graph)
+    tb = callbacks.LeanTensorBoard(str(tmp_path), write_graph=write_graph)
     model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=2, verbose=0, callbacks=[tb],
               validation_data=(x, {"up": t, "down": -t}))
     assert len(calls) == full_calls  # only the first step, to write the graph
-    # Per-epoch scalars only: Keras' epoch logging writes through keras_mtl.events (no TF ops per value).
+    # Per-epoch scalars only: Keras' epoch logging writes through keras_mtl._events (no TF ops per value).
     assert isinstance(tb.summary, events.ScalarSummaries) is (not write_graph)
     history = model.history.history
     for run, prefix in (("train", ""), ("validation", "val_")):
@@ -434,6 +446,6 @@ def test_tensorboard_skips_per_step_work_it_would_not_write(tmp_path, rng, monke
     assert steps == [4, 8]  # Keras' evaluation scalars, stepped by the optimizer's iterations
     # Per-step logging still goes through Keras' code.
     calls.clear()
-    per_step = callbacks.TensorBoard(str(tmp_path / "steps"), update_freq=1, write_graph=False)
+    per_step = callbacks.LeanTensorBoard(str(tmp_path / "steps"), update_freq=1, write_graph=False)
     model.fit(x, {"up": t, "down": -t}, batch_size=16, epochs=1, verbose=0, callbacks=[per_step])
     assert len(calls) == 4

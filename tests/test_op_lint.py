@@ -51,6 +51,7 @@ def tf_text_savedmodel(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_registries_are_read_once_and_split_core_from_tf_text():
     known = op_lint.known_ops()
     assert op_lint.known_ops() is known  # cached per process
@@ -60,6 +61,7 @@ def test_registries_are_read_once_and_split_core_from_tf_text():
     assert known.tensorflow_text_error is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "op, kind",
     [
@@ -76,6 +78,7 @@ def test_classify(op, kind):
     assert op_lint.classify(op, allowed_ops=[op]) == "allowed"
 
 
+@pytest.mark.slow
 def test_a_real_export_passes(tmp_path):
     model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Multiclass("k", 3)])
     path = export.export_saved_model(model, tmp_path)
@@ -87,10 +90,12 @@ def test_a_real_export_passes(tmp_path):
     assert any(f.startswith("__inference_predict_k") for f in ops["MatMul"])
 
 
+@pytest.mark.slow
 def test_a_tf_text_savedmodel_is_allowed(tf_text_savedmodel):
     assert WHITESPACE_OP in op_lint.lint(tf_text_savedmodel)["tensorflow_text"]
 
 
+@pytest.mark.slow
 def test_a_keras_model_using_tf_text_exports_and_serves(tmp_path):
     text = keras.Input((), dtype="string", name="text")
     model = mtl.models.shared_bottom(
@@ -117,6 +122,7 @@ def _with_op_renamed(src: str, dst: str, old: str, new: str) -> None:
         f.write(proto.SerializeToString())
 
 
+@pytest.mark.slow
 def test_an_unknown_op_fails_naming_it_and_where(tf_text_savedmodel, tmp_path):
     edited = str(tmp_path / "edited")
     _with_op_renamed(tf_text_savedmodel, edited, WHITESPACE_OP, "MadeUpOp")
@@ -130,6 +136,7 @@ def test_an_unknown_op_fails_naming_it_and_where(tf_text_savedmodel, tmp_path):
     assert report["allowed"] == ["MadeUpOp"] and report["tensorflow_text"] == []
 
 
+@pytest.mark.slow
 def test_a_python_op_fails_the_export_and_writes_nothing(tmp_path):
     model = mtl.models.shared_bottom(
         keras.Input((3,), name="x"), [mtl.tasks.Binary("a")], trunk=lambda t: PythonDouble()(t)

@@ -7,7 +7,7 @@ import tensorflow as tf
 from test_distributed import strategies
 
 import keras_mtl as mtl
-from keras_mtl import encoding, saving
+from keras_mtl import _encoding as encoding, saving
 from keras_mtl.optimizers import LazyAdam, sum_duplicates
 from keras_mtl.preprocessing import FeatureSpace as FS
 
@@ -55,7 +55,7 @@ def test_dense_variables_update_exactly_like_adam(amsgrad):
 
 
 # ------------------------------------------------------------ embedding
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["eager", "xla"])
 def test_only_the_rows_of_the_batch_move_and_repeated_ids_are_summed(compiled):
     table = keras.layers.Embedding(8, 2, embeddings_initializer=keras.initializers.RandomNormal(seed=3))
     table.build((None,))
@@ -177,6 +177,7 @@ def test_clipping_and_loss_scale_act_on_the_dense_gradient(options):
 
 
 # -------------------------------------------------------------- config
+@pytest.mark.slow
 def test_config_round_trip_and_keras_file(tmp_path):
     opt = LazyAdam(learning_rate=0.02, beta_1=0.8, amsgrad=True, clipnorm=1.0, name="lazy")
     config = opt.get_config()
@@ -198,10 +199,9 @@ def test_config_round_trip_and_keras_file(tmp_path):
 
 
 def test_training_config_names_lazy_adam():
-    from keras_mtl import training
     from keras_mtl.config import TrainConfig
 
-    assert training.OPTIMIZERS["lazy_adam"] is LazyAdam is mtl.optimizers.LazyAdam
+    assert type(mtl.optimizers.get("lazy_adam", learning_rate=0.1)) is LazyAdam
     assert TrainConfig(optimizer="lazy_adam").optimizer == "lazy_adam"
 
 
@@ -240,6 +240,7 @@ def model_on(fs):
     return mtl.models.shared_bottom(fs.get_inputs(), [mtl.tasks.Binary("y")], trunk=mtl.trunks.tabular(fs, [8]))
 
 
+@pytest.mark.slow
 def test_fit_with_and_without_xla_gives_the_same_weights_and_untouched_rows_stay():
     features, labels = id_table()
     fs, cols = space(features)
@@ -269,6 +270,7 @@ def test_fit_with_and_without_xla_gives_the_same_weights_and_untouched_rows_stay
     assert h1["loss"][-1] < h1["loss"][0]
 
 
+@pytest.mark.slow
 def test_mirrored_two_devices_equal_one_device():
     features, labels = id_table(n=64)
     fs, cols = space(features)
@@ -307,6 +309,7 @@ def test_gradient_accumulation_is_dense_adam_on_the_accumulated_gradient():
     np.testing.assert_array_equal(*runs)
 
 
+@pytest.mark.slow
 def test_mixed_float16_loss_scaling_keeps_the_update_lazy():
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_float16")

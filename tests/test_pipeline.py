@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtl.data import SetEpoch, from_columns
+from keras_mtl.callbacks import SetEpoch
+from keras_mtl.data import from_columns
 from keras_mtl.data.pipeline import _row_gatherer
 
 

@@ -58,6 +58,7 @@ def check_scores(scores: pd.DataFrame, model, table: pd.DataFrame):
     np.testing.assert_array_equal(scores["tier_class_id"], np.argmax(want["tier"], -1))
 
 
+@pytest.mark.slow
 def test_predict_a_csv_larger_than_one_chunk(tmp_path, capsys, base, model, table):
     source = tmp_path / "rows.csv"
     table.to_csv(source, index=False)
@@ -74,6 +75,7 @@ def test_predict_a_csv_larger_than_one_chunk(tmp_path, capsys, base, model, tabl
     check_scores(scores, model, table)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["parquet", "jsonl"])
 def test_predict_parquet_and_jsonl_with_a_keras_file(tmp_path, capsys, keras_file, model, table, kind):
     source = tmp_path / f"rows.{kind}"
@@ -90,6 +92,7 @@ def test_predict_parquet_and_jsonl_with_a_keras_file(tmp_path, capsys, keras_fil
     check_scores(scores, model, table)
 
 
+@pytest.mark.slow
 def test_predict_never_holds_the_whole_file(tmp_path, capsys, base, monkeypatch):
     source = tmp_path / "rows.csv"
     shop_table(1000).to_csv(source, index=False)
@@ -107,6 +110,7 @@ def test_predict_never_holds_the_whole_file(tmp_path, capsys, base, monkeypatch)
     assert len(files.read_frame(tmp_path / "s.parquet")) == 1000
 
 
+@pytest.mark.slow
 def test_predict_errors_are_one_line(tmp_path, capsys, base, table):
     source = tmp_path / "rows.csv"
     table.drop(columns="income").to_csv(source, index=False)
@@ -139,6 +143,7 @@ def test_predict_errors_are_one_line(tmp_path, capsys, base, table):
     assert sorted(tmp_path.iterdir()) == sorted([source, garbage])  # nor a temporary file
 
 
+@pytest.mark.slow
 def test_verify_replays_the_warmup_requests_by_default(capsys, base, keras_file):
     code, out, err = run(["verify", base, "--model", keras_file], capsys)
     assert code == 0, err
@@ -147,6 +152,7 @@ def test_verify_replays_the_warmup_requests_by_default(capsys, base, keras_file)
     assert report["max_abs_diff"] <= 1e-5 and report["samples"] == 0
 
 
+@pytest.mark.slow
 def test_verify_with_a_samples_file(tmp_path, capsys, base, keras_file, table):
     samples = tmp_path / "rows.jsonl"
     table.to_json(samples, orient="records", lines=True)  # an id column beside the inputs
@@ -158,6 +164,7 @@ def test_verify_with_a_samples_file(tmp_path, capsys, base, keras_file, table):
     assert "gRPC and Python clients must send those dtypes" in err
 
 
+@pytest.mark.slow
 def test_verify_bad_arguments_are_one_line(tmp_path, capsys, base, model, table):
     assert f"No export at {tmp_path / 'nope'}." in error_of(["verify", tmp_path / "nope"], capsys)
     (tmp_path / "plain").mkdir()

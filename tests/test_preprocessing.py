@@ -8,6 +8,7 @@ from keras_mtl import preprocessing
 from keras_mtl.data import census, from_columns
 
 
+@pytest.mark.slow
 def test_same_encoding_as_keras_feature_space():
     features, _ = census.read_split("train", limit=3000)
     FS = keras.utils.FeatureSpace
@@ -25,6 +26,7 @@ def test_same_encoding_as_keras_feature_space():
     np.testing.assert_allclose(fast(test).numpy(), reference(test).numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_adapt_from_a_dataset_reads_it_once(census_small):
     features, labels = census.read_split("train", limit=500)
     fs = census.feature_space()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_mtl import config, masking, tasks
+from keras_mtl import config, _masking as masking, tasks
 from keras_mtl.config import ConfigError
 from keras_mtl.data import mixture, sampling
 from keras_mtl.data.checks import check_labels
@@ -65,6 +65,7 @@ def test_sampling_probabilities_are_a_distribution(sizes, method):
     assert all(v > 0 for v in p.values()) and sum(p.values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**16))
 def test_every_mixed_example_has_exactly_its_sources_labels(n_a, n_b, batch_size, seed):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_mtl as mtl
 from keras_mtl import config as config_lib
-from keras_mtl import heads, model as model_lib, tasks
+from keras_mtl import _heads as heads, _model as model_lib, tasks
 
 
 def table(n, seed):
@@ -22,6 +22,7 @@ def table(n, seed):
     return x, {"hours": hours.astype("float32"), "a": a.astype("float32"), "b": b.astype("float32")}
 
 
+@pytest.mark.slow
 def test_a_large_scale_target_no_longer_drowns_the_binary_tasks():
     """The issue's case: with raw targets the regression's MSE (~150 and more)
     outweighs the binary cross-entropies with fixed weights, the shared trunk
@@ -68,6 +69,7 @@ def stats(model, name="hours"):
     return layer.mean.numpy(), layer.std.numpy()
 
 
+@pytest.mark.slow
 def test_fit_sets_the_stats_from_the_training_rows_and_the_loss_is_on_z_scores(rng):
     x, y = labelled(rng)
     model = regression_model()
@@ -88,6 +90,7 @@ def test_fit_sets_the_stats_from_the_training_rows_and_the_loss_is_on_z_scores(r
     assert abs(np.mean(p) - 1000) < 200
 
 
+@pytest.mark.slow
 def test_fit_reads_a_finite_dataset_once_and_a_bounded_part_of_an_endless_one(rng, monkeypatch):
     x, y = labelled(rng)
     model = regression_model()
@@ -103,6 +106,7 @@ def test_fit_reads_a_finite_dataset_once_and_a_bounded_part_of_an_endless_one(rn
     np.testing.assert_allclose(stats(endless), ([np.nanmean(first)], [np.nanstd(first)]), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_adapt_targets_sets_the_stats_and_fit_keeps_them(rng):
     x, y = labelled(rng)
     model = regression_model()
@@ -118,6 +122,7 @@ def test_adapt_targets_sets_the_stats_and_fit_keeps_them(rng):
         model.adapt_targets({"h": np.array([1.0, np.inf])})
 
 
+@pytest.mark.slow
 def test_a_generator_needs_the_stats_set_first(rng):
     x, y = labelled(rng)
     model = regression_model()
@@ -144,6 +149,7 @@ def test_unit_stats_ignore_missing_values_per_unit():
     np.testing.assert_allclose(moments.result(), ([1e6 + 4.5], [np.std(np.arange(10.0))]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_saved_model_keeps_its_stats(rng, tmp_path):
     x, y = labelled(rng)
     model = regression_model()
@@ -160,6 +166,7 @@ def test_saved_model_keeps_its_stats(rng, tmp_path):
     np.testing.assert_allclose(stats(loaded), before)
 
 
+@pytest.mark.slow
 def test_export_returns_values_in_label_units(rng, tmp_path):
     x, y = labelled(rng)
     model = regression_model()
@@ -175,6 +182,7 @@ def test_export_returns_values_in_label_units(rng, tmp_path):
     assert abs(float(np.mean(served["hours"].numpy())) - 1000) < 200  # label units, not z-scores
 
 
+@pytest.mark.slow
 def test_normalized_regression_is_exact_under_mirrored_strategy(rng):
     from test_distributed import GLOBAL_BATCH, strategies
 

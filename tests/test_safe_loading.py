@@ -14,6 +14,7 @@ from keras_mtl import saving, tasks
 PACKAGE = Path(mtl.__file__).parent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", ["shared_bottom", "mmoe", "cross_stitch"])
 def test_keras_files_load_with_safe_mode_on(tmp_path, factory):
     task_list = [tasks.Binary("a", tower=[2]), tasks.Multiclass("k", 3)]

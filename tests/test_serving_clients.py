@@ -13,7 +13,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 import keras_mtl as mtl
 from keras_mtl import export
 from keras_mtl.export import samples as samples_lib
-from keras_mtl.export.verify import run_requests_in_fresh_process
+from keras_mtl.export.verification import run_requests_in_fresh_process
 from keras_mtl.preprocessing import FeatureSpace
 
 INPUTS = ["age", "income", "color"]
@@ -66,6 +66,7 @@ def path(tmp_path_factory, model, table):
     return export.export_saved_model(model, base, warmup_samples=table.iloc[:4][INPUTS])
 
 
+@pytest.mark.slow
 def test_the_raw_signature_refuses_pandas_dtypes_and_predictor_casts(path, model, table):
     rows = table.iloc[:6]
     assert rows["age"].dtype == np.int64 and rows["income"].dtype == np.float64
@@ -86,6 +87,7 @@ def test_the_raw_signature_refuses_pandas_dtypes_and_predictor_casts(path, model
     assert export.predict(path, rows, "predict_buy").keys() == {"buy"}
 
 
+@pytest.mark.slow
 def test_scores_have_one_column_per_output_value_and_the_rows_index(path, table):
     rows = table.iloc[10:13]
     scores = export.Predictor(path).scores(rows, batch_size=2)
@@ -94,6 +96,7 @@ def test_scores_have_one_column_per_output_value_and_the_rows_index(path, table)
     np.testing.assert_allclose(scores[["tier_0", "tier_1", "tier_2"]].sum(axis=1), 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_grpc_request_has_the_exports_dtypes_and_tf_serving_answers_it(path, model, table):
     rows = table.iloc[:5]
     request = export.request(rows, path)
@@ -116,6 +119,7 @@ def test_grpc_request_has_the_exports_dtypes_and_tf_serving_answers_it(path, mod
         np.testing.assert_allclose(answer["tier"], want["tier"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_rest_bodies_are_json_with_the_exports_dtypes(path, table):
     rows = table.iloc[:2]
     instances = export.request(rows, path, rest="instances")
@@ -138,6 +142,7 @@ def test_rest_bodies_are_json_with_the_exports_dtypes(path, table):
         export.request(rows, path, rest="json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -185,6 +190,7 @@ def test_integer_codes_into_a_string_input_and_other_casts():
         samples_lib.serving_inputs(specs, records)
 
 
+@pytest.mark.slow
 def test_verify_casts_pandas_dtypes_and_reports_them(path, model, table):
     report = export.verify(path, table.iloc[:8][INPUTS], model)
     assert report["cast"] == {"age": "int64 -> float32", "income": "float64 -> float32"}
@@ -196,6 +202,7 @@ def test_verify_casts_pandas_dtypes_and_reports_them(path, model, table):
         export.verify(path, table.iloc[:3])  # verify sends exactly the inputs: no silent extras
 
 
+@pytest.mark.slow
 def test_verify_without_samples_replays_the_warmup_requests(path, tmp_path, model):
     report = export.verify(path)
     assert report["samples"] == 0 and report["signatures"] == {}
@@ -206,6 +213,7 @@ def test_verify_without_samples_replays_the_warmup_requests(path, tmp_path, mode
         export.verify(bare)
 
 
+@pytest.mark.slow
 def test_sources_an_export_a_base_directory_or_a_keras_file(path, model, tmp_path, table):
     base = tmp_path / "shop"
     export.export_saved_model(model, base, version=3)

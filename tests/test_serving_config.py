@@ -10,7 +10,7 @@ import keras_mtl as mtl
 from keras_mtl import cli, export
 from keras_mtl.export import batching as batching_lib
 from keras_mtl.export import ServingConfigError, model_config, model_entry, read_model_config
-from keras_mtl.export.model_config import read_model_config_text
+from keras_mtl.export.serving_config import read_model_config_text
 
 
 def make_versions(base, *numbers, pb=True):
@@ -152,6 +152,7 @@ def test_unparsable_files_raise_config_errors(tmp_path):
         batching_lib.read_batching_parameters_text("max_batch_size: 'many'")
 
 
+@pytest.mark.slow
 def test_warmup_batches_must_fit_max_batch_size(tmp_path):
     model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Binary("a")])
     base = tmp_path / "m"

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 import keras_mtl as mtl
-from keras_mtl.data import SetEpoch, from_columns, shuffle_epoch
+from keras_mtl.callbacks import SetEpoch
+from keras_mtl.data import from_columns, shuffle_epoch
 
 
 def order(ds, epoch=None):
@@ -53,6 +54,7 @@ def test_unshuffled_splits_keep_their_order_and_have_no_epoch():
         SetEpoch(from_columns({"x": np.arange(10)}, shuffle=True).map(lambda f: f))
 
 
+@pytest.mark.slow
 def test_fit_sets_the_epoch_and_a_strategy_scope_does_not_mirror_it():
     import keras
 

@@ -166,6 +166,7 @@ def test_bad_tables_name_the_split_column_row_and_value():
 
 
 # -------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_a_mixed_table_trains_exports_and_verifies(tmp_path):
     data = mtl.data.from_dataframe(table(1500), TASKS, batch_size=128, echo=None)
     assert data.feature_space.output_mode == "dict"
@@ -204,6 +205,7 @@ def write_tfrecord(flat, path):
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
+@pytest.mark.slow
 def test_read_csv_parquet_jsonl_and_tfrecord_give_the_same_table(tmp_path):
     df = table(400)
     flat = write_csv(df, tmp_path / "t.csv")
@@ -225,6 +227,7 @@ def test_read_csv_parquet_jsonl_and_tfrecord_give_the_same_table(tmp_path):
         np.testing.assert_array_equal(data.columns["train"][1]["status"], base.columns["train"][1]["status"])
 
 
+@pytest.mark.slow
 def test_streaming_a_csv_larger_than_a_hundred_batches(tmp_path):
     df = table(2000)
     write_csv(df, tmp_path / "big.csv")
@@ -246,6 +249,7 @@ def test_streaming_a_csv_larger_than_a_hundred_batches(tmp_path):
     assert np.isfinite(history["loss"]).all() and history["loss"][1] < history["loss"][0]
 
 
+@pytest.mark.slow
 def test_streaming_tfrecord_files_one_per_split(tmp_path):
     flat = write_csv(table(900), tmp_path / "unused.csv")
     for i, split in enumerate(("train", "validation", "test")):
@@ -258,6 +262,7 @@ def test_streaming_tfrecord_files_one_per_split(tmp_path):
     assert sum(int(b[1]["hours"].shape[0]) for b in data.train) == 300
 
 
+@pytest.mark.slow
 def test_keras_mtl_train_on_a_csv(tmp_path, capsys, monkeypatch):
     from keras_mtl import cli, export
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtl import masking, tasks
+from keras_mtl import _masking as masking, tasks
 
 
 def loss_of(task, y, y_pred, sample_weight=None):
@@ -144,6 +144,7 @@ def test_task_config_round_trip(task):
     assert again == task and again is not task
 
 
+@pytest.mark.slow
 def test_class_id_out_of_range_names_the_task():
     import keras_mtl as mtl
 

@@ -59,6 +59,7 @@ def sentences():
     return [" ".join(rng.choice(words, size=k)) for k in lengths]
 
 
+@pytest.mark.slow
 def test_text_trunk_tagging_and_classification_from_raw_strings():
     texts = sentences()
     vec = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=8)
@@ -99,6 +100,7 @@ def test_tagging_needs_a_sequence_trunk():
         mtl.models.shared_bottom(keras.Input((4,)), [tasks.Tagging("ner", num_tags=3)])
 
 
+@pytest.mark.slow
 def test_image_trunk_on_grayscale():
     inp = keras.Input((28, 28), name="image")
     model = mtl.models.shared_bottom(

@@ -243,6 +243,7 @@ def test_famo_shifts_weight_to_the_task_that_improves_less():
 
 
 # ----------------------------------------------------------------- in fit
+@pytest.mark.slow
 @pytest.mark.parametrize("name", weighting.available())
 def test_every_method_trains_and_logs_its_weights(name, rng):
     x = rng.normal(size=(48, 4)).astype("float32")
@@ -286,6 +287,7 @@ def test_representation_mode_rejects_a_shared_layer_after_the_representation():
         odd.compile(optimizer="sgd", weighting=weighting.PCGrad(mode="representation"))
 
 
+@pytest.mark.slow
 def test_representation_mode_on_mmoe_whose_gates_read_the_inputs(rng):
     """MMoE as in the paper (gates and experts on the raw inputs): the shared
     experts reach the tasks only through the representation, so the mode is
@@ -320,6 +322,7 @@ def test_representation_mode_on_mmoe_whose_gates_read_the_inputs(rng):
         np.testing.assert_allclose(a, b - lr * g.numpy(), atol=1e-5, err_msg=v.path)
 
 
+@pytest.mark.slow
 def test_weighting_state_is_saved_with_the_model(tmp_path, rng):
     x = rng.normal(size=(32, 4)).astype("float32")
     y = {"a": (x[:, 0] > 0).astype("float32"), "b": x[:, 1]}

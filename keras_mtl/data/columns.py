@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping
+import typing
 
 import numpy as np
 import pandas as pd
@@ -83,7 +83,7 @@ class ColumnType:
 def infer_types(
     frame: pd.DataFrame,
     columns=None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: typing.Mapping[str, typing.Any] | None = None,
 ) -> dict[str, ColumnType]:
     """The `ColumnType` of every feature column of `frame` (in `columns` order; default all).
 
@@ -131,7 +131,7 @@ def _suggest(name) -> str:
     return cleaned or "column"
 
 
-def summary(types: Mapping[str, ColumnType], dropped: Mapping[str, str] | None = None) -> str:
+def summary(types: typing.Mapping[str, ColumnType], dropped: typing.Mapping[str, str] | None = None) -> str:
     """A table of the column types, for the user to read and override.
 
     Example:
@@ -274,7 +274,7 @@ def _list_type(column: pd.Series, name: str, why: str, **options) -> ColumnType:
 
 
 def _override(column: pd.Series, name: str, spec) -> ColumnType:
-    options = dict(spec) if isinstance(spec, Mapping) else {"kind": spec}
+    options = dict(spec) if isinstance(spec, typing.Mapping) else {"kind": spec}
     kind = options.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(
@@ -369,7 +369,7 @@ def _join(cell) -> str:
     return " ".join(str(v).replace(" ", "_") for v in cell)
 
 
-def feature_space(types: Mapping[str, ColumnType]):
+def feature_space(types: typing.Mapping[str, ColumnType]):
     """An un-adapted `keras_mtl.preprocessing.FeatureSpace` reading every column as its type says.
 
     One-hot and numeric columns alone give a "concat" space (what
@@ -413,3 +413,6 @@ def feature_space(types: Mapping[str, ColumnType]):
             )
     embedded = any(t.kind != "numeric" and not (t.kind == "categorical" and t.encoding == "one_hot") for t in types.values())
     return FS(specs, output_mode="dict" if embedded else "concat")
+
+
+__all__ = ["KINDS", "ColumnType", "feature_space", "feature_values", "infer_types", "summary"]

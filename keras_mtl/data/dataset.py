@@ -102,7 +102,7 @@ class MultiTaskData:
         True
         """
         from keras_mtl.data.splits import batched_splits
-        from keras_mtl.encoding import encode_columns
+        from keras_mtl._encoding import encode_columns
 
         split = model.preprocessing
         if split is None:
@@ -114,7 +114,7 @@ class MultiTaskData:
             )
         if self.streamed:
             # Files read batch by batch: the encoder runs in the input pipeline.
-            from keras_mtl.encoding import encode_batches
+            from keras_mtl._encoding import encode_batches
 
             return dataclasses.replace(
                 self, **{s: encode_batches(split.encoder, getattr(self, s)) for s in ("train", "validation", "test")}
@@ -125,6 +125,50 @@ class MultiTaskData:
         }
         datasets = batched_splits(columns, self.batch_size, self.seed)
         return dataclasses.replace(self, **datasets)
+
+    def keep_labels(self, fractions: dict, *, tasks: list | None = None, seed: int | None = None) -> "MultiTaskData":
+        """A copy whose training split keeps `fractions[task]` of that task's labels; the others become missing.
+
+        The label-scarce setting multi-task learning exists for: a task
+        labelled on few rows, trained beside tasks labelled on all of them.
+        The rows that keep their labels are drawn with `seed` (default: the
+        dataset's); validation and test keep every label, so scores stay
+        comparable with the fully labelled run. `fractions` is keyed by task
+        name, of `tasks` (default: the dataset's own).
+
+        Example:
+        >>> cols = {s: ({"x": np.arange(10.0)}, {"y": np.ones(10)}) for s in ("train", "validation", "test")}
+        >>> import keras_mtl as mtl
+        >>> data = MultiTaskData.from_splits("d", None, [mtl.tasks.Binary("y")], cols, batch_size=5, seed=0)
+        >>> int(np.isfinite(data.keep_labels({"y": 0.3}).columns["train"][1]["y"]).sum())
+        3
+        """
+        if self.streamed or "train" not in self.columns:
+            raise ValueError(
+                f"keep_labels needs the training rows in memory; dataset {self.name!r} "
+                f"{'streams its files' if self.streamed else 'has no train columns'}."
+            )
+        by_name = {t.name: t for t in (self.tasks if tasks is None else tasks)}
+        features, labels = self.columns["train"]
+        labels = dict(labels)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        for name, fraction in fractions.items():
+            if name not in by_name:
+                raise ValueError(f"keep_labels: no task {name!r}; the tasks are {sorted(by_name)}.")
+            if not 0.0 < float(fraction) <= 1.0:
+                raise ValueError(f"keep_labels: the fraction of task {name!r} must be in (0, 1], got {fraction}.")
+            task = by_name[name]
+            y = np.array(labels[task.label], copy=True)
+            if not np.issubdtype(y.dtype, np.floating) and task.missing_class_id is None:
+                y = y.astype(np.float32)  # NaN marks a missing label; only floats hold it
+            drop = rng.permutation(len(y))[int(round(float(fraction) * len(y))):]
+            y[drop] = np.nan if np.issubdtype(y.dtype, np.floating) else task.missing_class_id
+            labels[task.label] = y
+        columns = {**self.columns, "train": (features, labels)}
+        return MultiTaskData.from_splits(
+            self.name, self.inputs, self.tasks, columns, batch_size=self.batch_size, seed=self.seed,
+            feature_space=self.feature_space, vectorizer=self.vectorizer, column_types=self.column_types,
+        )
 
     def sample(self, n: int = 8, split: str = "test") -> dict[str, np.ndarray]:
         """The first `n` rows of a split's raw features, shaped as a serving client sends them.

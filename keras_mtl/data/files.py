@@ -25,10 +25,10 @@ import glob
 import json
 import os
 import re
+import typing
 import uuid
 import zlib
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ class DataFileError(ValueError):
 class MissingColumnError(DataFileError):
     """A file lacks columns that were asked for: `path`, `missing` (in the order asked) and its `columns`."""
 
-    def __init__(self, path, missing: Sequence[str], columns: Sequence[str]):
+    def __init__(self, path, missing: typing.Sequence[str], columns: typing.Sequence[str]):
         self.path, self.missing, self.columns = str(path), list(missing), [str(c) for c in columns]
         super().__init__(
             f"{path} has no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
@@ -96,7 +96,7 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     return _EXTENSIONS[ext]
 
 
-def expand(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+def expand(path_or_paths: str | os.PathLike | typing.Iterable[str | os.PathLike]) -> list[str]:
     """The files `path_or_paths` names: paths and globs (`*`, `?`, `[...]`, `**`), in order, globs sorted.
 
     A glob that matches nothing, or a path that does not exist, is a
@@ -131,12 +131,12 @@ def expand(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]) -> li
 
 
 def read_frame(
-    path_or_paths: str | os.PathLike | Iterable[str | os.PathLike],
+    path_or_paths: str | os.PathLike | typing.Iterable[str | os.PathLike],
     format: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: typing.Sequence[str] | None = None,
     nrows: int | None = None,
     *,
-    text_columns: Sequence[str] = (),
+    text_columns: typing.Sequence[str] = (),
 ) -> pd.DataFrame:
     """The rows of one or more files (paths or globs) as one DataFrame.
 
@@ -182,13 +182,13 @@ def read_frame(
 
 
 def iter_frames(
-    path_or_paths: str | os.PathLike | Iterable[str | os.PathLike],
+    path_or_paths: str | os.PathLike | typing.Iterable[str | os.PathLike],
     chunk_rows: int,
     format: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: typing.Sequence[str] | None = None,
     *,
-    text_columns: Sequence[str] = (),
-) -> Iterator[pd.DataFrame]:
+    text_columns: typing.Sequence[str] = (),
+) -> typing.Iterator[pd.DataFrame]:
     """The rows of one or more files in DataFrames of at most `chunk_rows` rows, never a whole file at once.
 
     CSV and JSON lines are read with pandas' `chunksize`, Parquet batch by
@@ -345,7 +345,7 @@ def _read_one(path, fmt, columns, nrows, text_columns) -> pd.DataFrame:
     return _concat(_tfrecord_chunks(path, nrows or 65536, columns, (), limit=nrows))
 
 
-def _concat(chunks: Iterable[pd.DataFrame]) -> pd.DataFrame:
+def _concat(chunks: typing.Iterable[pd.DataFrame]) -> pd.DataFrame:
     chunks = list(chunks)
     return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
@@ -368,7 +368,7 @@ def _csv_options(path, columns, text_columns) -> dict:
     return options
 
 
-def _csv_chunks(path, chunk_rows, columns, text_columns) -> Iterator[pd.DataFrame]:
+def _csv_chunks(path, chunk_rows, columns, text_columns) -> typing.Iterator[pd.DataFrame]:
     options = _csv_options(path, columns, text_columns)
     with _csv_errors(path):
         with pd.read_csv(path, chunksize=chunk_rows, **options) as reader:
@@ -376,7 +376,7 @@ def _csv_chunks(path, chunk_rows, columns, text_columns) -> Iterator[pd.DataFram
                 yield _select(path, chunk, columns)
 
 
-def _jsonl_chunks(path, chunk_rows, columns, text_columns) -> Iterator[pd.DataFrame]:
+def _jsonl_chunks(path, chunk_rows, columns, text_columns) -> typing.Iterator[pd.DataFrame]:
     _not_empty(path)
     with _json_errors(path):
         # dtype=False: JSON already says what is a number and what is text ("007" stays a string).
@@ -401,7 +401,7 @@ def _parquet_file(path, columns):
     return file
 
 
-def _parquet_chunks(path, chunk_rows, columns, text_columns, limit=None) -> Iterator[pd.DataFrame]:
+def _parquet_chunks(path, chunk_rows, columns, text_columns, limit=None) -> typing.Iterator[pd.DataFrame]:
     file = _parquet_file(path, columns)
     left = limit
     with _arrow_errors(path):
@@ -414,7 +414,7 @@ def _parquet_chunks(path, chunk_rows, columns, text_columns, limit=None) -> Iter
                 return
 
 
-def _tfrecord_chunks(path, chunk_rows, columns, text_columns, limit=None) -> Iterator[pd.DataFrame]:
+def _tfrecord_chunks(path, chunk_rows, columns, text_columns, limit=None) -> typing.Iterator[pd.DataFrame]:
     import tensorflow as tf
 
     _not_empty(path)
@@ -590,7 +590,7 @@ def _bad_json_line(path) -> str | None:
     return None
 
 
-def _check_columns(path, have: Sequence[str], want: Sequence[str] | None) -> None:
+def _check_columns(path, have: typing.Sequence[str], want: typing.Sequence[str] | None) -> None:
     if want is None:
         return
     missing = [c for c in want if c not in have]
@@ -642,3 +642,16 @@ def _gzipped(path) -> bool:
 def _first_line(e) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+__all__ = [
+    "FORMATS",
+    "DataFileError",
+    "FrameWriter",
+    "MissingColumnError",
+    "detect_format",
+    "expand",
+    "iter_frames",
+    "read_frame",
+    "write_frame",
+]

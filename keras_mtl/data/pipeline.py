@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -50,7 +49,7 @@ def from_columns(
     every row of every column. With `shuffle=True`, epoch `e`'s order is a
     pure function of `(seed, e)`: the same on one device, on every replica
     and worker of a distribution strategy, and after a resume (see
-    `SetEpoch`, which `MultiTaskModel.fit` adds by itself). With `tasks`, the columns are checked against
+    `keras_mtl.callbacks.SetEpoch`, which `MultiTaskModel.fit` adds by itself). With `tasks`, the columns are checked against
     them first (`keras_mtl.data.checks.check_columns`), so a bad label fails
     here, naming the task, value and row, rather than mid-training.
 
@@ -180,12 +179,9 @@ def _epoch_variable() -> tf.Variable:
     # A plain host variable even inside a strategy scope (which would mirror a
     # `tf.Variable`): each process's input pipeline reads its own copy, and
     # `SetEpoch` sets them all to the same epoch.
-    from tensorflow.python.ops import resource_variable_ops
+    from keras_mtl import _compat
 
-    with tf.init_scope(), tf.device("/cpu:0"):
-        return resource_variable_ops.ResourceVariable(
-            0, dtype=tf.int64, trainable=False, name="keras_mtl_shuffle_epoch"
-        )
+    return _compat.host_variable(0, tf.int64, "keras_mtl_shuffle_epoch")
 
 
 def _epoch_permutations(n: int, batch_size: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:
@@ -220,42 +216,3 @@ def shuffle_epoch(dataset) -> tf.Variable | None:
     True
     """
     return getattr(dataset, _EPOCH_ATTR, None)
-
-
-class SetEpoch(keras.callbacks.Callback):
-    """Before each epoch, sets a shuffled dataset's epoch to Keras' epoch index.
-
-    A shuffled `from_columns` dataset (and so the `train` split of every
-    bundled dataset) orders epoch `e` by a permutation that depends only on
-    `(seed, e)`. This callback keeps `e` equal to the epoch `fit` is
-    training, so the order is the same on one device, under MirroredStrategy
-    and on every worker of MultiWorkerMirroredStrategy, and after
-    `BackupAndRestore` resumes at epoch `e`. `MultiTaskModel.fit` adds it by
-    itself when its `x` is such a dataset; pass it yourself to a plain
-    `keras.Model`, or when you transform the dataset before `fit` (the
-    transformed dataset no longer carries the epoch, so hand over the one
-    that does). `fit` numbers epochs from `initial_epoch`: a second
-    `fit(epochs=E)` replays the first one's orders unless it passes
-    `initial_epoch`.
-
-    Without it the dataset still reshuffles on every pass, keyed by the
-    number of passes read so far.
-
-    Example:
-    >>> ds = from_columns({"x": np.arange(4.0)}, batch_size=4, shuffle=True)
-    >>> SetEpoch(ds).on_epoch_begin(3)
-    >>> int(shuffle_epoch(ds).numpy())
-    3
-    """
-
-    def __init__(self, dataset):
-        super().__init__()
-        self.epoch = shuffle_epoch(dataset)
-        if self.epoch is None:
-            raise ValueError(
-                "SetEpoch needs a shuffled keras_mtl dataset (from_columns(..., shuffle=True), or a "
-                "bundled dataset's train split) as it was returned, before any transformation."
-            )
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch.assign(epoch)

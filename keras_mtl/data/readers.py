@@ -60,8 +60,9 @@ def read(
             column; time splits need the splits as separate files.
         limit: read only the first `limit` rows of each file (quick runs; not with `stream`).
         shuffle_buffer: rows shuffled at a time when streaming.
-        features, split, validation_fraction, test_fraction, batch_size,
-        seed, name, echo: as in `from_dataframe`.
+        features: as in `from_dataframe`, and so are `split`,
+            `validation_fraction`, `test_fraction`, `batch_size`, `seed`,
+            `name` and `echo`.
 
     Example:
     >>> import os, tempfile, keras_mtl as mtl

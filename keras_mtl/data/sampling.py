@@ -22,9 +22,11 @@ dominate early and small ones catch up later. The paper counts epochs from
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+import typing
 
 import numpy as np
+
+from keras_mtl._registry import Registry
 
 
 class Sampler(abc.ABC):
@@ -37,7 +39,7 @@ class Sampler(abc.ABC):
     name = ""
     varies_by_epoch = False
 
-    def probabilities(self, sizes: Mapping[str, int], epoch: int = 0) -> dict[str, float]:
+    def probabilities(self, sizes: typing.Mapping[str, int], epoch: int = 0) -> dict[str, float]:
         """The probability of drawing from each source at `epoch` (0-based).
 
         Example:
@@ -51,7 +53,7 @@ class Sampler(abc.ABC):
         p = raw / raw.sum()
         return {name: float(v) for name, v in zip(sizes, p)}
 
-    def schedule(self, sizes: Mapping[str, int], epochs: int) -> np.ndarray:
+    def schedule(self, sizes: typing.Mapping[str, int], epochs: int) -> np.ndarray:
         """`(epochs, num_sources)` probabilities, one row per epoch, sources in `sizes` order.
 
         Example:
@@ -64,7 +66,7 @@ class Sampler(abc.ABC):
     def _unnormalised(self, sizes: dict[str, int], epoch: int):
         """Non-negative weights per source (in `sizes` order) at `epoch`."""
 
-    def get_config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, typing.Any]:
         """The constructor arguments, so that `type(s)(**s.get_config())` rebuilds the sampler.
 
         Example:
@@ -201,8 +203,8 @@ class Weights(Sampler):
 
     name = "weights"
 
-    def __init__(self, weights: Mapping[str, float]):
-        if not isinstance(weights, Mapping) or not weights:
+    def __init__(self, weights: typing.Mapping[str, float]):
+        if not isinstance(weights, typing.Mapping) or not weights:
             raise ValueError(f"Weights needs a non-empty dict {{source: weight}}, got {weights!r}.")
         clean = {}
         for k, w in weights.items():
@@ -228,24 +230,57 @@ class Weights(Sampler):
         return {"weights": dict(self.weights)}
 
 
-SAMPLERS = {cls.name: cls for cls in (Proportional, Uniform, Temperature, Annealed, Weights)}
+_SAMPLERS = Registry("sampling")
 
 
-def get(identifier: str | Sampler | Mapping[str, float]) -> Sampler:
-    """A sampler from a name, a `{source: weight}` dict, or a sampler object.
+def register(cls: type[Sampler]) -> type[Sampler]:
+    """Makes a `Sampler` subclass available by its `name`, to `get` and to a run config's `data.sampling.name`.
 
-    Names: "proportional", "uniform", "temperature" (T=2). "annealed" needs
-    its number of epochs, so pass `Annealed(epochs=...)`.
+    A run config passes the sampler those of its `data.sampling` keys
+    (`temperature`, `final_alpha`, `weights`) that its constructor takes,
+    and `epochs` (the run's) if it takes that.
 
     Example:
-    >>> get("uniform"), get({"a": 1, "b": 2})
-    (Uniform(), Weights(weights={'a': 1.0, 'b': 2.0}))
+    >>> register(Uniform) is Uniform
+    True
     """
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty `name` to be registered.")
+    _SAMPLERS.register(cls.name, cls)
+    return cls
+
+
+def available() -> list[str]:
+    """Names of the samplers, for `get` and a run config's `data.sampling.name`.
+
+    Example:
+    >>> available()
+    ['annealed', 'proportional', 'temperature', 'uniform', 'weights']
+    """
+    return _SAMPLERS.available()
+
+
+for _cls in (Proportional, Uniform, Temperature, Annealed, Weights):
+    register(_cls)
+
+
+def get(identifier: str | Sampler | typing.Mapping[str, float], **kwargs) -> Sampler:
+    """A sampler from a name (and its constructor's arguments), a `{source: weight}` dict, or a sampler object.
+
+    Names: "proportional", "uniform", "temperature" (T=2), "annealed" (needs
+    `epochs=`), "weights" (needs `weights=`), and those you `register`.
+
+    Example:
+    >>> get("uniform"), get({"a": 1, "b": 2}), get("temperature", temperature=3)
+    (Uniform(), Weights(weights={'a': 1.0, 'b': 2.0}), Temperature(temperature=3.0))
+    """
+    if isinstance(identifier, (Sampler, typing.Mapping)) and kwargs:
+        raise ValueError("Keyword arguments are only accepted with a sampler name.")
     if isinstance(identifier, Sampler):
         return identifier
-    if isinstance(identifier, Mapping):
+    if isinstance(identifier, typing.Mapping):
         return Weights(identifier)
-    if isinstance(identifier, str):
+    if isinstance(identifier, str) and not kwargs:
         if identifier == "annealed":
             raise ValueError(
                 "sampling='annealed' needs the number of epochs it spans: pass "
@@ -253,15 +288,15 @@ def get(identifier: str | Sampler | Mapping[str, float]) -> Sampler:
             )
         if identifier == "weights":
             raise ValueError("sampling='weights' needs the weights: pass a dict {source: weight}.")
-        if identifier in SAMPLERS:
-            return SAMPLERS[identifier]()
+    if isinstance(identifier, str) and identifier in _SAMPLERS:
+        return _SAMPLERS.get(identifier)(**kwargs)
     raise ValueError(
-        f"Unknown sampling {identifier!r}: use one of {sorted(SAMPLERS)} (a name, a "
+        f"Unknown sampling {identifier!r}: use one of {available()} (a name, a "
         "keras_mtl.data.sampling object, or a dict {source: weight})."
     )
 
 
-def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
+def _check_sizes(sizes: typing.Mapping[str, int]) -> dict[str, int]:
     if not sizes:
         raise ValueError("A sampler needs at least one source.")
     out = {}
@@ -270,3 +305,16 @@ def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
             raise ValueError(f"Source {k!r} has size {n!r}; sizes must be integers >= 1.")
         out[k] = int(n)
     return out
+
+
+__all__ = [
+    "Annealed",
+    "Proportional",
+    "Sampler",
+    "Temperature",
+    "Uniform",
+    "Weights",
+    "available",
+    "get",
+    "register",
+]

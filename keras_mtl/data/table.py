@@ -49,10 +49,11 @@ def from_dataframe(
             column's values say "train", "validation" or "test"), or
             `{"time": "date"}` (ordered by the column: the latest rows are
             the test split, those before them validation).
-        validation_fraction, test_fraction: shares of the rows held out by
+        validation_fraction: share of the rows held out for validation by
             `"random"` and `"time"` splits.
-        batch_size, seed: batches of all three splits; the seed of the
-            split and of the per-epoch shuffle.
+        test_fraction: share of the rows held out for test, the same way.
+        batch_size: batch size of all three splits.
+        seed: the seed of the split and of the per-epoch shuffle.
         name: the data's name (log and export folders).
         echo: where the column summary goes.
 

@@ -6,11 +6,11 @@ export takes (`request`, `Predictor`, `predict`)."""
 from keras_mtl.export.batching import batching_parameters
 from keras_mtl.export.client import ExportError, Predictor, predict, request, resolve
 from keras_mtl.export.metadata import read_metadata
-from keras_mtl.export.model_config import ServingConfigError, model_config, model_entry, read_model_config
+from keras_mtl.export.serving_config import ServingConfigError, model_config, model_entry, read_model_config
 from keras_mtl.export.op_lint import OpLintError
 from keras_mtl.export.samples import RequestError
 from keras_mtl.export.saved_model import export_saved_model, versions
-from keras_mtl.export.verify import VerificationError, verify
+from keras_mtl.export.verification import VerificationError, verify
 
 __all__ = [
     "batching_parameters",

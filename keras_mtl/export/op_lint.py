@@ -21,6 +21,7 @@ from typing import Iterable, NamedTuple
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from keras_mtl import _compat
 from keras_mtl.export.saved_model_pb import read_saved_model
 
 # Registered by TensorFlow's Python runtime, so they are in the core registry,
@@ -29,18 +30,15 @@ PYTHON_ONLY = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
 # Runs in a fresh interpreter: the registry then holds exactly what `import
 # tensorflow` registers (what TF Serving links as core), before and after the
-# tensorflow-text ops library is loaded.
+# tensorflow-text ops library is loaded. The registry is read by
+# `keras_mtl._compat.registered_op_names`, run by path (argv[1]): importing the
+# keras_mtl package would cost the import of all of it.
 _LIST_OPS = """
 import json
-import tensorflow
-from tensorflow.core.framework import op_def_pb2
-from tensorflow.python.client import pywrap_tf_session as c_api
+import runpy
+import sys
 
-def registered():
-    ops = op_def_pb2.OpList()
-    ops.ParseFromString(c_api.TF_GetBuffer(c_api.TF_GetAllOpList()))
-    return {op.name for op in ops.op}
-
+registered = runpy.run_path(sys.argv[1])["registered_op_names"]
 core = registered()
 try:
     import tensorflow_text
@@ -74,7 +72,7 @@ def known_ops() -> KnownOps:
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-c", _LIST_OPS], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", _LIST_OPS, _compat.__file__], capture_output=True, text=True, env=env, timeout=300
     )
     if proc.returncode != 0:
         raise RuntimeError(f"Could not list TensorFlow's registered ops:\n{proc.stderr[-3000:]}")

@@ -2,14 +2,16 @@
 
 `Experts`, `Gate` and `MixExperts` build mixture-of-experts models (MMoE,
 CGC, PLE); `CrossStitch` mixes per-task columns; `SoftSharingPenalty` ties
-per-task columns with an L2 penalty. `GateStatistics` is the gates' metric;
+per-task columns with an L2 penalty. `ScaledDense` is a Regression task's
+output layer when it predicts in the label's units. `GateStatistics` is the gates' metric;
 `gate_layout`/`gate_tables` turn its logs into a gate × expert table.
 """
 
+from keras_mtl._heads import ScaledDense
 from keras_mtl.layers.cross_stitch import CrossStitch
 from keras_mtl.layers.experts import Experts
 from keras_mtl.layers.gate import Gate
-from keras_mtl.layers.gate_layout import GateTable, gate_layout, gate_tables
+from keras_mtl.layers.gate_usage import GateTable, gate_layout, gate_tables
 from keras_mtl.layers.gate_statistics import GateStatistics
 from keras_mtl.layers.log_names import training_only_log_names
 from keras_mtl.layers.mixture import MixExperts
@@ -22,6 +24,7 @@ __all__ = [
     "GateStatistics",
     "GateTable",
     "MixExperts",
+    "ScaledDense",
     "SoftSharingPenalty",
     "gate_layout",
     "gate_tables",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_mtl import _checks
+from keras_mtl import _checks, _compat
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -53,11 +53,11 @@ class SoftSharingPenalty(keras.layers.Layer):
         self.num_columns = _checks.int_at_least(num_columns, 2, "num_columns", "SoftSharingPenalty")
         # The columns are found through the Keras history of the inputs, so
         # they must arrive as the producing layers' own tensors, not as casts.
-        self._convert_input_args = False
+        _compat.keep_input_tensors(self)
         self.tracker = keras.metrics.Mean(name=self.name)
         # The columns' layers, by column index. Set without Keras' attribute
         # tracking: they (and their weights) belong to the model, not to this layer.
-        object.__setattr__(self, "_columns", {})
+        _compat.set_untracked(self, "_columns", {})
 
     @property
     def training_log_names(self) -> list[str]:
@@ -75,7 +75,7 @@ class SoftSharingPenalty(keras.layers.Layer):
         return keras.KerasTensor(column[-1].shape, dtype=column[-1].dtype)
 
     def _producer(self, tensor) -> keras.layers.Layer:
-        history = getattr(tensor, "_keras_history", None)
+        history = _compat.keras_history(tensor)
         layer = getattr(history, "operation", None)
         if not isinstance(layer, keras.layers.Layer) or not layer.trainable_weights:
             raise ValueError(

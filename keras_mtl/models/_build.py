@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import keras
 
-from keras_mtl.model import MultiTaskModel
+from keras_mtl._model import MultiTaskModel
 from keras_mtl.tasks import Task, check_unique
 
 REPRESENTATION = "representation"

@@ -7,7 +7,7 @@ MGDA, CAGrad, ...). Both are Keras layers, so whatever state a method keeps
 saved with the model.
 
 Distribution contract: each replica holds its *share* of every task's global
-masked mean loss (see `keras_mtl.masking`), and Keras' optimizer sums
+masked mean loss (see `keras_mtl._masking`), and Keras' optimizer sums
 gradients over replicas. A method that returns a total linear in the shares
 (with weights computed from the all-reduced global losses) therefore trains
 exactly as on one device. Gradient methods never see per-replica gradients:
@@ -21,7 +21,7 @@ import itertools
 import keras
 import tensorflow as tf
 
-from keras_mtl import masking
+from keras_mtl import _masking
 
 
 class Weighting(keras.layers.Layer):
@@ -187,4 +187,4 @@ def state_weight(layer: keras.layers.Layer, name: str, shape, initializer="zeros
 
 def global_losses(shares: tf.Tensor) -> tf.Tensor:
     """The global losses from this replica's shares."""
-    return masking.global_sum(shares)
+    return _masking.global_sum(shares)

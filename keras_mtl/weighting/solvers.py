@@ -7,8 +7,8 @@ run in a `tf.function` under any strategy.
 Indexing by a value computed in the step (`x[j]` with `j = tf.argmin(...)`)
 is written `tf.gather(x, j)`: XLA lowers a strided slice with a tensor index
 by treating the index as a compile-time constant, so the compiled step was
-recompiled at every new value, every step (MGDA measured 1-3 s a step under
-`jit_compile=True` against 5 ms). tests/test_xla_recompile.py pins this.
+recompiled at every new value, every step (MGDA under `jit_compile=True`).
+tests/test_xla_recompile.py pins this.
 """
 
 from __future__ import annotations

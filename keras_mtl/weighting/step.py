@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import masking
+from keras_mtl import _masking
 
 
 def _flat(grads, variables):
@@ -111,7 +111,7 @@ def gradient_train_step(model, data):
         task_shares = [losses[t.name] for t in model.tasks]
         shares = tf.stack(task_shares)
         regularization = (
-            masking.per_replica_share(tf.add_n(model.losses)) if model.losses else None
+            _masking.per_replica_share(tf.add_n(model.losses)) if model.losses else None
         )
         # Under mixed precision the optimizer is a LossScaleOptimizer: it wants
         # gradients of the scaled loss (and unscales them itself). Methods must
@@ -120,7 +120,7 @@ def gradient_train_step(model, data):
         if regularization is not None:
             regularization = model.optimizer.scale_loss(regularization)
     loss_scale = tf.cast(model.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-    global_losses = masking.global_sum(shares)
+    global_losses = _masking.global_sum(shares)
 
     shared = model.shared_variables
     shared_ids = {id(v) for v in shared}
@@ -133,20 +133,20 @@ def gradient_train_step(model, data):
         # One gradient per task on the representation (cheap: through the heads
         # only); the Gram matrix sums over examples, hence over replicas.
         rep_grads, other_grads = per_task_gradients(tape, scaled, [rep], others, flat=False)
-        gram = masking.global_sum(_gram(_unscale(rep_grads, loss_scale)))
+        gram = _masking.global_sum(_gram(_unscale(rep_grads, loss_scale)))
         w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
         combined_rep = tf.cast(_combine(rep_grads, w)[0], rep.dtype)
         shared_grads = tape.gradient(rep, shared, output_gradients=combined_rep)
     elif method.aggregate_vectors is not None:
         local, other_grads = per_task_gradients(tape, scaled, shared, others)
-        total = masking.global_sum(local) / loss_scale
+        total = _masking.global_sum(local) / loss_scale
         combined, w = method.aggregate_vectors(total, global_losses)
         # The optimizer sums replicas' gradients: hand each a 1/replicas share.
-        shared_grads = _unflat(masking.per_replica_share(combined * loss_scale), shared)
+        shared_grads = _unflat(_masking.per_replica_share(combined * loss_scale), shared)
     else:
         local, other_grads = per_task_gradients(tape, scaled, shared, others, flat=False)
         # The Gram matrix of the global gradients (all-reduced first, then multiplied).
-        gram = _gram(_unscale(masking.global_sum(local), loss_scale))
+        gram = _gram(_unscale(_masking.global_sum(local), loss_scale))
         w = tf.stop_gradient(method.aggregate(gram, global_losses, True))
         shared_grads = _combine(local, w)
     shared_grads = [tf.cast(g, v.dtype) if g is not None else None for g, v in zip(shared_grads, shared)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtl import masking
+from keras_mtl import _masking
 from keras_mtl.weighting.base import Weighting
 
 
@@ -36,5 +36,5 @@ class Uncertainty(Weighting):
         s = tf.cast(self.log_variance, shares.dtype)
         weights = 0.5 * tf.exp(-s)
         # The regulariser is computed in full on every replica: scale it to a share.
-        total = tf.reduce_sum(weights * shares) + masking.per_replica_share(0.5 * tf.reduce_sum(s))
+        total = tf.reduce_sum(weights * shares) + _masking.per_replica_share(0.5 * tf.reduce_sum(s))
         return total, weights

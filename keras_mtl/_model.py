@@ -1,0 +1,758 @@
+"""MultiTaskModel: a Functional Keras model that knows its tasks and how to weigh them."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mtl import _compat, _encoding as encoding, _heads as heads, _masking as masking
+from keras_mtl import weighting as weighting_lib
+from keras_mtl.tasks import TargetMoments, Task, check_unique
+
+# In-memory per-task sample weights travel to the step inside the label dict
+# under these keys (see `_weights_into_labels`): "." cannot occur in a label
+# key, so they never clash with one.
+_WEIGHT_KEY = "sample_weight."
+
+# Batches `fit` and `adapt_targets` read to set regression target stats from
+# a dataset of infinite or unknown size.
+ADAPT_BATCHES = 100
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class MultiTaskModel(keras.Model):
+    """A Functional model with one named output per task.
+
+    Build one with a factory from `keras_mtl.models` rather than by hand.
+    `compile()` takes the losses, metrics and weights from the tasks;
+    `fit`, `evaluate`, `predict` and `save` are Keras' own. Labels are a dict
+    keyed by each task's `label` key; missing labels carry the task's missing
+    marker (see `keras_mtl.tasks`) and are left out of that task's loss and
+    metrics. Logs name every task: `income_loss`, `income_auc`, ...
+    Per-task sample weights are a dict keyed by task name (`fit(...,
+    sample_weight={"income": w})`, or the third element of a dataset's
+    batches), whatever the tasks' label keys.
+
+    Args:
+        inputs: Keras inputs (a tensor or a dict of them).
+        outputs: dict `{task_name: output tensor}`, one per task.
+        name: model name.
+        tasks: the `keras_mtl.tasks.Task` objects, one per output.
+        shared_layers: names of the layers shared by all tasks (the trunk);
+            weighting methods take task gradients with respect to them.
+        representation: name of the layer whose output is the shared
+            representation the task heads read.
+        unknown_labels: `"raise"` (default) stops on a label key that no
+            task reads, which catches typos; `"ignore"` skips such labels,
+            e.g. for a single-task baseline fed a multi-task dataset.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> model = mtl.models.shared_bottom(keras.Input((4,)), [mtl.tasks.Binary("a"), mtl.tasks.Regression("b")])
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.output_names)
+    ['a', 'b']
+    """
+
+    def __init__(
+        self,
+        inputs,
+        outputs,
+        name=None,
+        *,
+        tasks: Sequence[Task | dict] = (),
+        shared_layers: Sequence[str] = (),
+        representation: str | None = None,
+        unknown_labels: str = "raise",
+        **kwargs,
+    ):
+        if unknown_labels not in ("raise", "ignore"):
+            raise ValueError(f"unknown_labels must be 'raise' or 'ignore', got {unknown_labels!r}.")
+        tasks = check_unique(
+            [t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t) for t in tasks]
+        )
+        if not isinstance(outputs, Mapping):
+            raise TypeError(
+                "MultiTaskModel outputs must be a dict {task_name: tensor}; got "
+                f"{type(outputs).__name__}."
+            )
+        names = [t.name for t in tasks]
+        if sorted(outputs) != sorted(names):
+            raise ValueError(
+                f"Outputs {sorted(outputs)} do not match the tasks {sorted(names)}: "
+                "there must be exactly one output per task, keyed by task name."
+            )
+        super().__init__(inputs=inputs, outputs=dict(outputs), name=name, **kwargs)
+        scaled = {}
+        for t in tasks:
+            layer, _ = encoding.producer(outputs[t.name])
+            if isinstance(layer, heads.ScaledDense):
+                scaled[t.name] = layer
+            elif getattr(t, "normalize", False):
+                raise ValueError(
+                    f"Task {t.name!r} normalizes its targets, so its output must come from "
+                    f"task.build_head(...) (a keras_mtl.layers.ScaledDense), not {type(layer).__name__} "
+                    f"{layer.name!r}; build the head with the task, or pass normalize=False."
+                )
+        # Not tracked: these are the model's own (already tracked) output layers.
+        _compat.set_untracked(self, "_target_scales", scaled)
+        self._tasks = tuple(tasks)
+        self.shared_layers = list(shared_layers)
+        self.representation = representation
+        self.unknown_labels = unknown_labels
+        self.weighting = None
+        self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+        self._task_weight_trackers = [keras.metrics.Mean(name=f"{n}_weight") for n in names]
+
+    # ------------------------------------------------------------ structure
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The model's tasks, in the order they were given (`output_names` has Keras' order: by name)."""
+        return self._tasks
+
+    def get_task(self, name: str) -> Task:
+        """The task called `name`."""
+        for t in self._tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"No task {name!r}; tasks are {[t.name for t in self._tasks]}.")
+
+    @property
+    def preprocessing(self) -> encoding.Split | None:
+        """The model's input preprocessing as a separate `encoder`, or None.
+
+        Set when raw string inputs are encoded by weightless layers (lookups,
+        normalisation, tokenisation) before the first layer that learns. The
+        model then also accepts the encoded dict in place of raw inputs, so
+        training can read features encoded once (`MultiTaskData.encoded`)
+        while the saved and exported model still takes raw values.
+        """
+        if "_split" not in self.__dict__:
+            # Not tracked: the halves share this model's layers.
+            _compat.set_untracked(self, "_split", encoding.split(self))
+        return self.__dict__["_split"]
+
+    def __call__(self, inputs, *args, **kwargs):
+        split = self.preprocessing
+        if split is not None and split.accepts(inputs):
+            return split.core(split.as_list(inputs), *args, **kwargs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    @property
+    def shared_variables(self) -> list:
+        """Trainable variables of the layers shared by every task."""
+        return [v for n in self.shared_layers for v in self.get_layer(n).trainable_variables]
+
+    # -------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        *,
+        weighting: str | weighting_lib.Weighting = "fixed",
+        loss_weights: Mapping[str, float] | Sequence[float] | None = None,
+        metrics: Mapping[str, Sequence[Any]] | None = None,
+        **kwargs,
+    ) -> None:
+        """Configures training: losses and metrics come from the tasks.
+
+        Args:
+            optimizer: any Keras optimizer or its name.
+            weighting: a name from `keras_mtl.weighting.available()` or a
+                `keras_mtl.weighting.Weighting` object.
+            loss_weights: `{task: weight}` overriding `Task.weight`
+                (shorthand for `weighting=keras_mtl.weighting.Fixed(loss_weights)`),
+                or, as in Keras, a list or tuple with one weight per output
+                in the order of `model.output_names`.
+            metrics: `{task: [metrics]}` replacing those tasks' default metrics.
+            **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
+                `run_eagerly`, ...). `loss` is not accepted: give each task
+                its loss instead. `jit_compile="auto"` (the default) chooses
+                XLA at each `fit`/`evaluate`/`predict` from the data: on when
+                the step reads features encoded once (`MultiTaskData.encoded`),
+                runs on one device; off otherwise
+                (string lookups cannot be XLA-compiled, and on small models
+                the compile outlasts the gain). `True` compiles whenever
+                every feature is numeric; `False` never.
+        """
+        for key in ("loss", "weighted_metrics"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"MultiTaskModel.compile does not take `{key}`: set it per task "
+                    f"(e.g. keras_mtl.tasks.Binary('income', {key.split('_')[-1]}=...))."
+                )
+            kwargs.pop(key, None)
+        if isinstance(loss_weights, (list, tuple)):
+            loss_weights = self._loss_weights_by_task(loss_weights)
+        if loss_weights:
+            if weighting not in ("fixed", None):
+                raise ValueError(
+                    "`loss_weights` sets fixed weights; it cannot be combined with "
+                    f"weighting={weighting!r}."
+                )
+            weighting = weighting_lib.Fixed(loss_weights)
+        jit_request = kwargs.pop("jit_compile", "auto")
+        if jit_request not in ("auto", True, False):
+            raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_request!r}.")
+        method = weighting_lib.get(weighting)
+        method.attach(self)
+        if getattr(method, "mode", None) == "representation":
+            self._check_representation_mode()
+        metrics = dict(metrics or {})
+        unknown = sorted(set(metrics) - {t.name for t in self._tasks})
+        if unknown:
+            raise ValueError(
+                f"`metrics` names unknown task(s) {unknown}; tasks are {[t.name for t in self._tasks]}."
+            )
+        task_metrics = {
+            t.name: list(metrics[t.name]) if t.name in metrics else t.metrics()
+            for t in self._tasks
+        }
+        if len(self._tasks) == 1:
+            # Keras prefixes metric names with the output name only when there
+            # are several outputs; one-task models keep the `<task>_` prefix too.
+            ((name, ms),) = task_metrics.items()
+            task_metrics = {name: [_renamed(m, f"{name}_") for m in ms]}
+        # Metrics are "weighted" so that examples with a missing label (weight
+        # 0) are left out of them, exactly as they are left out of the loss.
+        super().compile(
+            optimizer=optimizer, weighted_metrics=task_metrics, jit_compile=False, **kwargs
+        )
+        _compat.set_untracked(self, "_jit_request", jit_request)
+        # The metrics as the user gave them, saved in the compile config
+        # (Keras' own entry holds the per-task lists built from them). Not
+        # tracked: the metrics Keras compiled are the model's, these are not.
+        _compat.set_untracked(self, "_metrics_override", metrics or None)
+        # A tracked layer: its variables (e.g. learned log-variances) are
+        # trained, checkpointed and saved with the model.
+        self.weighting = method
+
+    def _loss_weights_by_task(self, weights: Sequence[float]) -> dict[str, float]:
+        """A list of loss weights as `{task: weight}`: Keras reads such a list in `output_names` order."""
+        names = list(self.output_names)
+        if len(weights) != len(names):
+            raise ValueError(
+                f"`loss_weights` has {len(weights)} weight(s) for {len(names)} task(s): as a list it "
+                f"needs one weight per output, in the order of model.output_names {names}; or pass a "
+                f"dict {{task: weight}}."
+            )
+        return dict(zip(names, weights))
+
+    def get_compile_config(self) -> dict:
+        config = super().get_compile_config()
+        if config:
+            config["weighting"] = keras.saving.serialize_keras_object(self.weighting)
+            config["metrics_override"] = keras.saving.serialize_keras_object(
+                self.__dict__.get("_metrics_override")
+            )
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        config = keras.saving.deserialize_keras_object(config)
+        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            config.pop(key, None)
+        config["metrics"] = config.pop("metrics_override", None)
+        self.compile(**config)
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # --------------------------------------------------------- labels, loss
+    def prepare_targets(self, y, y_pred, sample_weight=None, *, check: bool = True):
+        """Labels and weights per task name, with missing labels zero-weighted.
+
+        `y` is a dict keyed by the tasks' label keys (a single tensor is
+        accepted for a one-task model); `sample_weight` is `None`, one tensor
+        for all tasks, or a dict keyed by task name. `check=False` skips the
+        in-graph label checks (see `Task.prepare`).
+        """
+        if not isinstance(y, Mapping):
+            if len(self._tasks) != 1:
+                raise ValueError(
+                    "Labels must be a dict keyed by each task's label key "
+                    f"{[t.label for t in self._tasks]}; got {type(y).__name__}."
+                )
+            y = {self._tasks[0].label: y}
+        carried = {k: v for k, v in y.items() if isinstance(k, str) and k.startswith(_WEIGHT_KEY)}
+        if carried:
+            # Weights that fit/evaluate put into in-memory labels (see `_weights_into_labels`).
+            y = {k: v for k, v in y.items() if k not in carried}
+            sample_weight = {k[len(_WEIGHT_KEY):]: v for k, v in carried.items()}
+        known = {t.label for t in self._tasks}
+        unknown = sorted(set(y) - known)
+        if unknown and self.unknown_labels == "raise":
+            raise ValueError(
+                f"Labels given for unknown task label key(s) {unknown}; the model's "
+                f"tasks read {sorted(known)}. (Build the model with "
+                "unknown_labels='ignore' to train on a subset of a dataset's tasks.)"
+            )
+        if isinstance(sample_weight, Mapping):
+            self._check_weight_keys(sample_weight)
+        labels, weights = {}, {}
+        for task in self._tasks:
+            if task.label not in y:
+                raise ValueError(
+                    f"No labels for task {task.name!r} (label key {task.label!r}). Every "
+                    "task needs a label entry; mark unlabelled examples with the task's "
+                    "missing marker (-1, or NaN for float labels)."
+                )
+            sw = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
+            labels[task.name], weights[task.name] = task.prepare(
+                y[task.label], y_pred[task.name], sw, check=check
+            )
+        return labels, weights
+
+    def task_losses(self, y, y_pred, sample_weight=None, *, check: bool = True) -> tuple[dict, dict]:
+        """Each task's masked mean loss (this replica's share of it under a strategy),
+        and the number of labelled units behind it (over all replicas)."""
+        labels, weights = self.prepare_targets(y, y_pred, sample_weight, check=check)
+        losses, counts = {}, {}
+        for t in self._tasks:
+            target, pred = labels[t.name], y_pred[t.name]
+            scale = self._target_scales.get(t.name)
+            if scale is not None:
+                # A normalised regression task: the loss compares z-scores, whatever the label's scale.
+                target, pred = scale.standardize(target), scale.standardize(pred)
+            losses[t.name], counts[t.name] = masking.masked_mean(t.unit_losses(target, pred), weights[t.name])
+        return losses, counts
+
+    def _check_weight_keys(self, sample_weight: Mapping) -> None:
+        names = [t.name for t in self._tasks]
+        bad = sorted(set(sample_weight) - set(names))
+        if bad:
+            by_label = {t.label: t.name for t in self._tasks if t.label != t.name}
+            hint = "".join(
+                f" {k!r} is the label key of task {by_label[k]!r}: key its weights {by_label[k]!r}."
+                for k in bad if k in by_label
+            )
+            raise ValueError(f"sample_weight names unknown task(s) {bad}; key it by task name, one of {names}.{hint}")
+
+    def _weights_into_labels(self, y, sample_weight):
+        """`(labels, None)` with per-task sample weights carried inside in-memory labels.
+
+        Keras wants in-memory sample weights keyed like the labels, by label
+        key, which cannot tell apart tasks that share a label key; keras_mtl
+        keys them by task name. Carried in the labels under reserved keys,
+        they reach `prepare_targets` intact (through `validation_split` and
+        shuffling too). One array (not a dict) weighs every task alike.
+        """
+        if sample_weight is None or y is None:
+            return y, sample_weight
+        if not isinstance(y, Mapping):
+            if len(self._tasks) != 1:
+                return y, sample_weight  # prepare_targets names the problem
+            y = {self._tasks[0].label: y}
+        if isinstance(sample_weight, Mapping):
+            self._check_weight_keys(sample_weight)
+            weights = dict(sample_weight)
+        else:
+            weights = {t.name: sample_weight for t in self._tasks}
+        labels = dict(y)
+        labels.update({_WEIGHT_KEY + name: w for name, w in weights.items() if w is not None})
+        return labels, None
+
+    # ------------------------------------------------------- target scaling
+    def adapt_targets(self, data, *, max_batches: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Sets every normalised regression task's label mean and std from training labels.
+
+        `data` is the labels, as a dict keyed by label key (numpy columns,
+        e.g. a loader's in-memory training labels; one array for a one-task
+        model), or a `tf.data.Dataset` of `(features, labels[, weights])`
+        batches, read once: all of it, or the first `max_batches` batches.
+        A dataset of infinite or unknown size is read for `ADAPT_BATCHES`
+        (100) batches unless `max_batches` says otherwise. Missing (NaN)
+        labels are left out. The stats are set even where they were set
+        before, and are saved with the model. Returns `{task: (mean, std)}`.
+        `fit` calls this itself, on its training data, for tasks whose stats
+        were never set.
+
+        Example:
+        >>> import keras_mtl as mtl
+        >>> model = mtl.models.shared_bottom(keras.Input((2,)), [mtl.tasks.Regression("hours", label="h")])
+        >>> model.adapt_targets({"h": np.array([30, 50, np.nan])})
+        {'hours': (array([40.]), array([10.]))}
+        """
+        return self._adapt([t for t in self._tasks if t.name in self._target_scales], data, max_batches)
+
+    def _adapt(self, tasks: list, data, max_batches: int | None) -> dict:
+        if not tasks:
+            return {}
+        moments = {t.name: TargetMoments(t) for t in tasks}
+        if isinstance(data, tf.data.Dataset):
+            spec = data.element_spec
+            if not isinstance(spec, tuple) or len(spec) < 2:
+                raise ValueError(
+                    f"Task(s) {[t.name for t in tasks]} normalize their targets, but the dataset yields no "
+                    "labels to compute their mean and std from (it needs (features, labels) elements)."
+                )
+            if max_batches is None and int(data.cardinality()) < 0:  # infinite or unknown
+                max_batches = ADAPT_BATCHES
+            keys = sorted({t.label for t in tasks})
+            single = len(self._tasks) == 1 and not isinstance(spec[1], Mapping)
+            if not single:
+                self._labels_present(spec[1], tasks, "the dataset")
+            labels = data.map(lambda *e: {k: e[1] if single else e[1][k] for k in keys})
+            if max_batches is not None:
+                labels = labels.take(max_batches)
+            for batch in labels.as_numpy_iterator():
+                for t in tasks:
+                    moments[t.name].update(batch[t.label])
+        else:
+            if not isinstance(data, Mapping):
+                if len(self._tasks) != 1:
+                    raise ValueError(
+                        "adapt_targets needs labels as a dict keyed by label key or a tf.data.Dataset; "
+                        f"got {type(data).__name__}."
+                    )
+                data = {self._tasks[0].label: data}
+            self._labels_present(data, tasks, "the labels")
+            for t in tasks:
+                moments[t.name].update(keras.ops.convert_to_numpy(data[t.label]))
+        stats = {}
+        for t in tasks:
+            mean, std = moments[t.name].result()
+            self._target_scales[t.name].set_stats(mean, std)
+            stats[t.name] = (mean, std)
+        return stats
+
+    @staticmethod
+    def _labels_present(labels, tasks, where: str) -> None:
+        if not isinstance(labels, Mapping):
+            raise ValueError(f"Labels in {where} must be a dict keyed by label key, got {type(labels).__name__}.")
+        for t in tasks:
+            if t.label not in labels:
+                raise ValueError(
+                    f"No labels for task {t.name!r} (label key {t.label!r}) in {where} to compute its "
+                    f"target mean and std from; the labels are {sorted(labels)}."
+                )
+
+    def _adapt_before_fit(self, x, y, validation_split) -> None:
+        """Sets the stats of normalised regression tasks never adapted, from fit's training data."""
+        pending = [t for t in self._tasks if t.name in self._target_scales and not self._target_scales[t.name].adapted]
+        if not pending:
+            return
+        if y is not None:
+            if validation_split:
+                # Keras holds out the last rows; the stats come from the rows it trains on.
+                def head(v):
+                    v = np.asarray(v)
+                    return v[: int(np.floor(len(v) * (1.0 - validation_split)))]
+
+                y = {k: head(v) for k, v in y.items()} if isinstance(y, Mapping) else head(y)
+            self._adapt(pending, y, None)
+        elif isinstance(x, tf.data.Dataset):
+            self._adapt(pending, x, None)
+        elif not (x is None or isinstance(x, (Mapping, np.ndarray, tf.Tensor))):
+            # Generators, PyDatasets, distributed datasets: reading them would consume them.
+            # (In-memory features without labels fail on the labels themselves.)
+            raise ValueError(
+                f"Task(s) {[t.name for t in pending]} normalize their targets, and fit cannot read the "
+                f"labels from a {type(x).__name__} without using it up: call "
+                "model.adapt_targets(training_labels) before fit, or pass normalize=False."
+            )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.weighting is None:
+            raise ValueError("Call `compile()` before training or evaluating the model.")
+        losses, counts = self.task_losses(y, y_pred, sample_weight)
+        shares = tf.stack([losses[t.name] for t in self._tasks])
+        total, weights = self.weighting.combine(shares, masking.global_sum(shares), training)
+        self._track_tasks(losses, counts, weights if training else None)
+        if self.losses:
+            total = total + masking.per_replica_share(tf.add_n(self.losses))
+        return total
+
+    def _track_tasks(self, losses, counts, weights=None):
+        for i, task in enumerate(self._tasks):
+            # Weighing each batch by its label count makes the epoch value the
+            # true masked mean; trackers average over replicas, so the
+            # share-of-global scaling is undone first.
+            self._task_loss_trackers[i].update_state(
+                masking.from_replica_share(losses[task.name]), sample_weight=counts[task.name]
+            )
+            if weights is not None:
+                self._task_weight_trackers[i].update_state(weights[i])
+
+    def track_step(self, losses, counts, weights, total_share, x):
+        """Updates the loss, per-task loss and per-task weight logs after a custom step."""
+        self._track_tasks(losses, counts, weights)
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        _compat.loss_tracker(self).update_state(masking.from_replica_share(total_share), sample_weight=batch)
+
+    # ---------------------------------------------------------------- steps
+    def train_step(self, data):
+        from keras_mtl import _finite as finite
+
+        if self.weighting is not None and self.weighting.uses_gradients:
+            from keras_mtl.weighting.step import gradient_train_step
+
+            logs = gradient_train_step(self, data)
+        else:
+            logs = super().train_step(data)
+        # After the update, in the step's own graph: StopOnNonFiniteLoss reads one
+        # flag instead of reducing every weight in a call of its own per step.
+        finite.record(self)
+        return logs
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        # Task weights, gate statistics and penalties describe training steps;
+        # evaluation has none to report.
+        return {k: v for k, v in logs.items() if k not in self._weight_log_names()}
+
+    def _choose_jit(self, *data) -> None:
+        """Resolves `jit_compile="auto"` (or a forced True) for the data about to be read."""
+        request = self.__dict__.get("_jit_request", False)
+        if request is False or self.run_eagerly:
+            return
+        features = [_features(d) for d in data if d is not None]
+        split = self.preprocessing
+        encoded = split is not None and bool(features) and all(split.accepts(f) for f in features)
+        numeric = all(f is not None and _numeric(f) for f in features)
+        # A model built in a strategy's scope keeps that strategy (outside any
+        # scope, `tf.distribute.get_strategy()` is the one default strategy).
+        distributed = tf.distribute.has_strategy() or self.distribute_strategy is not tf.distribute.get_strategy()
+        if request == "auto":
+            # Measured (benchmarks/RESULTS.md, issue 10): XLA pays for its compile
+            # time on the encoded census step, gradient methods included; on
+            # small raw-input models the compile costs more than a short run saves.
+            want = encoded and not distributed
+        else:
+            want = bool(features) and numeric
+        # Keras checks every layer, lookups included; an encoded step runs the core only.
+        want = bool(want) and _compat.model_supports_jit(split.core if encoded else self)
+        if want != self.jit_compile:
+            _compat.set_jit_compile(self, want)
+            self.train_function = self.test_function = self.predict_function = None
+
+    def _weight_log_names(self):
+        from keras_mtl.layers import training_only_log_names
+
+        return {m.name for m in self._task_weight_trackers} | training_only_log_names(self)
+
+    def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
+        _check_data(self, x, "fit")
+        _check_labels(self, y, "the labels passed to fit")
+        if validation_data is not None:
+            _check_data(self, validation_data, "fit(validation_data=...)")
+        self._choose_jit(x, validation_data)
+        self._adapt_before_fit(x, y, kwargs.get("validation_split"))
+        if "sample_weight" in kwargs:
+            y, kwargs["sample_weight"] = self._weights_into_labels(y, kwargs["sample_weight"])
+        if isinstance(validation_data, tuple) and len(validation_data) == 3:
+            vx, vy, vw = validation_data
+            vy, vw = self._weights_into_labels(vy, vw)
+            validation_data = (vx, vy) if vw is None else (vx, vy, vw)
+        # Imported when fit runs: building a model needs neither keras_mtl.callbacks nor keras_mtl.data.
+        from keras_mtl.callbacks.set_epoch import SetEpoch
+        from keras_mtl.data.pipeline import shuffle_epoch
+
+        extra = self.weighting.callbacks() if self.weighting is not None else []
+        # A shuffled keras_mtl dataset orders each epoch by Keras' epoch index,
+        # so the order survives strategies and resumes (see `callbacks.SetEpoch`).
+        if shuffle_epoch(x) is not None and not any(isinstance(c, SetEpoch) for c in callbacks or []):
+            extra.append(SetEpoch(x))
+        history = super().fit(
+            x, y, *args, callbacks=list(callbacks or []) + extra, validation_data=validation_data, **kwargs
+        )
+        if history.epoch and not history.history:
+            # Keras only warns ("ran out of data") and returns an empty history.
+            raise ValueError(
+                "fit ran no training step: the training data yielded no batches (an empty "
+                "dataset, or a filter/take/shard that removed every example)."
+            )
+        return history
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        _check_data(self, x, "evaluate")
+        _check_labels(self, y, "the labels passed to evaluate")
+        if x is not None:
+            self._choose_jit(x)
+        if len(args) >= 3:  # evaluate(x, y, batch_size, verbose, sample_weight, ...)
+            args = list(args)
+            y, args[2] = self._weights_into_labels(y, args[2])
+        elif "sample_weight" in kwargs:
+            y, kwargs["sample_weight"] = self._weights_into_labels(y, kwargs["sample_weight"])
+        logs = super().evaluate(x, y, *args, **kwargs)
+        if isinstance(logs, (dict, list)) and not logs:
+            raise ValueError("evaluate saw no batches: the data is empty.")
+        return logs
+
+    def predict(self, x, *args, **kwargs):
+        _check_data(self, x, "predict")
+        self._choose_jit(x)
+        try:
+            return super().predict(x, *args, **kwargs)
+        except UnboundLocalError as e:  # Keras 3.15 on data that yields no batches
+            if "batch_outputs" not in str(e):
+                raise
+            raise ValueError("predict saw no batches: the data is empty.") from None
+
+    # ------------------------------------------------------- representation
+    def call_with_representation(self, x, training=False):
+        """`(outputs, shared representation)` from one forward pass (raw or encoded inputs)."""
+        split = self.preprocessing
+        encoded = split is not None and split.accepts(x)
+        key = "_rep_model_encoded" if encoded else "_rep_model"
+        rep_model = self.__dict__.get(key)
+        if rep_model is None:
+            targets = [self.output, self.get_layer(self.representation).output]
+            rep_model = split.from_encoded(targets) if encoded else keras.Model(self.input, targets)
+            # Not tracked: it shares this model's layers and must not be saved twice.
+            _compat.set_untracked(self, key, rep_model)
+        outputs, rep = rep_model(split.as_list(x) if encoded else x, training=training)
+        return outputs, rep
+
+    def _check_representation_mode(self):
+        if not self.representation:
+            raise ValueError(
+                f"Model {self.name!r} records no shared representation; use mode='parameters'."
+            )
+        # Exact only if every path from a shared layer to a task output passes
+        # through the representation: the step hands the shared layers the
+        # gradient that reaches them there and nothing else. Other inputs of
+        # the heads may bypass it when no shared layer feeds them (MMoE's gates
+        # reading raw features, say).
+        rep = self.get_layer(self.representation).output
+        shared = set(self.shared_layers)
+        bypassing, seen = set(), set()
+        stack = list(tf.nest.flatten(self.outputs))
+        while stack:
+            tensor = stack.pop()
+            if tensor is rep or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            op, node = encoding.producer(tensor)
+            if op.name in shared:
+                bypassing.add(op.name)
+                continue
+            stack.extend(node.input_tensors)
+        if bypassing:
+            raise ValueError(
+                f"mode='representation' needs every task output of {self.name!r} to depend on the "
+                f"shared variables only through layer {self.representation!r}, but shared layer(s) "
+                f"{sorted(bypassing)} reach the outputs around or after it; use mode='parameters'."
+            )
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels, weights = self.prepare_targets(y, y_pred, sample_weight)
+        return super().compute_metrics(x, labels, y_pred, weights)
+
+    # -------------------------------------------------------- serialization
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            tasks=[keras.saving.serialize_keras_object(t) for t in self._tasks],
+            shared_layers=list(self.shared_layers),
+            representation=self.representation,
+            unknown_labels=self.unknown_labels,
+        )
+        return config
+
+
+def _check_data(model: MultiTaskModel, data, where: str) -> None:
+    """Names the input whose shape or dtype the model cannot take, before Keras builds a graph.
+
+    Keras reports these from inside the graph ("Matrix size-incompatible",
+    "Invalid dtype: str32"), naming neither the input nor what it expects.
+    """
+    if data is None:
+        return
+    if isinstance(data, tf.data.Dataset) and int(data.cardinality()) == 0:
+        raise ValueError(f"{where}: the dataset is empty (0 batches).")
+    if isinstance(data, tf.data.Dataset):
+        data = data.element_spec
+    if isinstance(data, tuple) and data:
+        data = data[0]
+    inputs = model.input
+    if isinstance(inputs, Mapping):
+        if not isinstance(data, Mapping):
+            return
+        pairs = [(k, inputs[k], data.get(k)) for k in inputs]
+    elif isinstance(inputs, keras.KerasTensor):
+        pairs = [(inputs.name, inputs, data)]
+    else:
+        return
+    for name, tensor, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, np.ndarray):
+            if value.shape[0] == 0:
+                raise ValueError(f"{where}: input {name!r} has 0 rows; there is nothing to run on.")
+            if value.dtype.kind == "U":
+                raise ValueError(
+                    f"{where}: input {name!r} is a numpy array of dtype {value.dtype}, which Keras "
+                    f"does not take; the input expects {tensor.dtype}"
+                    + (" (pass strings as np.asarray(values, dtype=object))." if tensor.dtype == "string" else ".")
+                )
+            dtype, shape = tf.as_dtype(value.dtype) if value.dtype.kind != "O" else tf.string, value.shape
+        elif isinstance(value, (tf.Tensor, tf.TensorSpec)):
+            dtype, shape = value.dtype, value.shape
+        else:
+            continue
+        wants_string = tensor.dtype == "string"
+        if (dtype == tf.string) != wants_string:
+            raise ValueError(
+                f"{where}: input {name!r} expects {tensor.dtype} values of shape {tuple(tensor.shape)}, "
+                f"got {dtype.name}."
+            )
+        want = tf.TensorShape(tensor.shape)[1:]
+        got = tf.TensorShape(shape)[1:]
+        mismatch = (
+            want.rank == got.rank and not want.is_compatible_with(got)
+        ) or (
+            want.is_fully_defined() and got.is_fully_defined() and want.num_elements() != got.num_elements()
+        )
+        if mismatch:
+            raise ValueError(
+                f"{where}: input {name!r} expects shape {tuple(tensor.shape)} (batch first), got "
+                f"{tuple(tf.TensorShape(shape))}."
+            )
+
+
+def _features(data):
+    """The feature structure (tensors, arrays or specs) of what fit/evaluate/predict receive."""
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        return spec[0] if isinstance(spec, tuple) else spec
+    if isinstance(data, tuple):
+        return data[0]
+    if isinstance(data, (Mapping, np.ndarray, tf.Tensor)):
+        return data
+    return None  # generators, PyDatasets: unknown until read
+
+
+def _numeric(features) -> bool:
+    for leaf in tf.nest.flatten(features):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).kind in "OSU":
+            return False
+    return True
+
+
+def _check_labels(model: MultiTaskModel, y, where: str) -> None:
+    """Checks in-memory label arrays eagerly (class ids in range, 0/1 labels, no inf).
+
+    The step checks labels too, but its asserts vanish under XLA and
+    otherwise fail wrapped in a "Graph execution error"; numpy labels are
+    known up front, so they fail here with the task, value and row.
+    """
+    from keras_mtl.data.checks import check_labels
+
+    if isinstance(y, np.ndarray) and len(model.tasks) == 1:
+        y = {model.tasks[0].label: y}
+    if not isinstance(y, Mapping):
+        return
+    for task in model.tasks:
+        if isinstance(y.get(task.label), np.ndarray):
+            check_labels(task, y[task.label], where, require_some=False)
+
+
+def _renamed(metric, prefix: str):
+    metric = keras.metrics.get(metric) if isinstance(metric, str) else metric
+    if not isinstance(metric, keras.metrics.Metric):
+        metric = keras.metrics.MeanMetricWrapper(metric, name=getattr(metric, "__name__", "metric"))
+    if metric.name.startswith(prefix):
+        return metric
+    return type(metric).from_config({**metric.get_config(), "name": prefix + metric.name})
