@@ -15,6 +15,8 @@ import typing
 
 import keras
 
+from keras_mtl.layers.sparse_embedding import SparseEmbedding
+
 Representation = "keras.KerasTensor | dict[str, keras.KerasTensor]"
 
 
@@ -128,7 +130,7 @@ def _embedded_representation(feature_space, encoded: typing.Mapping, name: str):
         tensor = encoded[key]
         feature = feature_space.features.get(key)  # None for a feature cross
         if _is_embedded(feature):
-            x = keras.layers.Embedding(feature.cardinality, feature.output_dim, name=f"{key}_embedding")(tensor)
+            x = SparseEmbedding(feature.cardinality, feature.output_dim, name=f"{key}_embedding")(tensor)
             if feature.pooling is not None:
                 # Text and lists pad with id 0 (for a single id, 0 is the OOV
                 # slot or a hash bin: a real value, so nothing is masked there).
@@ -172,7 +174,7 @@ def tabular(
     concatenated vector (numbers and one-hot categories). With
     `output_mode="dict"` numeric and one-hot features are concatenated, each
     embedded feature (`keras_mtl.preprocessing.FeatureSpace.embedded_categorical`,
-    `hashed`, `text`, `token_list`) goes through a `keras.layers.Embedding`
+    `hashed`, `text`, `token_list`) goes through a `layers.SparseEmbedding`
     named `<feature>_embedding` (flattened for one id, masked mean or sum
     pooled over the tokens of a text or list, `<feature>_mean_pool`), and
     all of them are concatenated before the Dense layers. Lookups, hashing
@@ -258,7 +260,7 @@ def text(
                 )
             (inputs,) = inputs.values()
         tokens = vectorizer(inputs)
-        x = keras.layers.Embedding(vocab_size, embedding_dim, name=f"{name}_embedding")(tokens)
+        x = SparseEmbedding(vocab_size, embedding_dim, name=f"{name}_embedding")(tokens)
         for i in range(num_layers):
             if encoder == "cnn":
                 x = keras.layers.Conv1D(

@@ -8,5 +8,6 @@ if [ ! -x .venv/bin/python ]; then
   bash scripts/setup.sh
 fi
 .venv/bin/python -m pip install -q -e ".[docs]"
+export NO_MKDOCS_2_WARNING=1
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 .venv/bin/python -m mkdocs build --strict --site-dir site "$@"

@@ -3,7 +3,8 @@
 `Experts`, `Gate` and `MixExperts` build mixture-of-experts models (MMoE,
 CGC, PLE); `CrossStitch` mixes per-task columns; `SoftSharingPenalty` ties
 per-task columns with an L2 penalty. `ScaledDense` is a Regression task's
-output layer when it predicts in the label's units. `GateStatistics` is the gates' metric;
+output layer when it predicts in the label's units. `SparseEmbedding` is
+the trunks' embedding lookup (reads only the rows of the batch). `GateStatistics` is the gates' metric;
 `gate_layout`/`gate_tables` turn its logs into a gate × expert table.
 """
 
@@ -16,6 +17,7 @@ from keras_mtl.layers.gate_statistics import GateStatistics
 from keras_mtl.layers.log_names import training_only_log_names
 from keras_mtl.layers.mixture import MixExperts
 from keras_mtl.layers.soft_sharing import SoftSharingPenalty
+from keras_mtl.layers.sparse_embedding import SparseEmbedding
 
 __all__ = [
     "CrossStitch",
@@ -26,6 +28,7 @@ __all__ = [
     "MixExperts",
     "ScaledDense",
     "SoftSharingPenalty",
+    "SparseEmbedding",
     "gate_layout",
     "gate_tables",
     "training_only_log_names",
