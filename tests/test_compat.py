@@ -136,7 +136,7 @@ def test_feature_space_takes_subclasses_of_its_feature_class():
     assert isinstance(keras.utils.FeatureSpace.float_normalized(), _compat.FeatureSpaceFeature)
 
     class Sub(_compat.FeatureSpaceFeature):
-        pass
+        """A feature kind of keras_mtl's own, as preprocessing.FeatureSpace defines them."""
 
     space = keras.utils.FeatureSpace({"x": Sub("float32", keras.layers.Identity(), "float")}, output_mode="dict")
     assert isinstance(space.features["x"], Sub), f"{VERSIONS}: FeatureSpace no longer keeps a Feature subclass."
