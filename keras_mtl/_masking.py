@@ -39,9 +39,9 @@ def masked_mean(values: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tensor, tf.Te
     (2.0, 2.0)
     """
     weights = tf.cast(weights, values.dtype)
-    # The product is zeroed where weight is 0 so that a NaN/inf loss on a
-    # masked (dummy) unit cannot leak into the sum.
-    total = tf.reduce_sum(tf.where(weights > 0, values * weights, tf.zeros_like(values)))
+    # 0 where the weight is 0, even for a NaN/inf loss on a masked (dummy)
+    # unit, which must not leak into the sum; one op, and so is its gradient.
+    total = tf.reduce_sum(tf.math.multiply_no_nan(values, weights))
     count = global_sum(tf.reduce_sum(weights))
     return tf.math.divide_no_nan(total, count), count
 

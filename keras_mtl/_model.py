@@ -259,14 +259,28 @@ class MultiTaskModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     # --------------------------------------------------------- labels, loss
-    def prepare_targets(self, y, y_pred, sample_weight=None, *, check: bool = True):
+    def prepare_targets(self, y, y_pred, sample_weight=None, *, check: bool | None = None):
         """Labels and weights per task name, with missing labels zero-weighted.
 
         `y` is a dict keyed by the tasks' label keys (a single tensor is
         accepted for a one-task model); `sample_weight` is `None`, one tensor
-        for all tasks, or a dict keyed by task name. `check=False` skips the
-        in-graph label checks (see `Task.prepare`).
+        for all tasks, or a dict keyed by task name. `check` puts the label
+        checks (see `Task.prepare`) in the graph; by default they are left
+        out when `fit`/`evaluate` checked the data before the step (see
+        `keras_mtl.data.batch_checks`). Within a step, the loss and the
+        metrics share one preparation.
         """
+        if check is None:
+            check = self.__dict__.get("_step_checks", True)
+        cached = self.__dict__.get("_prepared")
+        if cached is not None and cached[0] is y and cached[1] is y_pred and cached[2] is sample_weight and cached[3] == check:
+            return cached[4]
+        prepared = self._prepare_targets(y, y_pred, sample_weight, check)
+        # Kept for `compute_metrics` of the same step (the same objects), which drops it.
+        self.__dict__["_prepared"] = (y, y_pred, sample_weight, check, prepared)
+        return prepared
+
+    def _prepare_targets(self, y, y_pred, sample_weight, check: bool):
         if not isinstance(y, Mapping):
             if len(self._tasks) != 1:
                 raise ValueError(
@@ -303,7 +317,7 @@ class MultiTaskModel(keras.Model):
             )
         return labels, weights
 
-    def task_losses(self, y, y_pred, sample_weight=None, *, check: bool = True) -> tuple[dict, dict]:
+    def task_losses(self, y, y_pred, sample_weight=None, *, check: bool | None = None) -> tuple[dict, dict]:
         """Each task's masked mean loss (this replica's share of it under a strategy),
         and the number of labelled units behind it (over all replicas)."""
         labels, weights = self.prepare_targets(y, y_pred, sample_weight, check=check)
@@ -526,6 +540,12 @@ class MultiTaskModel(keras.Model):
             _compat.set_jit_compile(self, want)
             self.train_function = self.test_function = self.predict_function = None
 
+    def _check_in_step(self, on: bool) -> None:
+        """Puts the label checks in the train/test step (`on`) or leaves them to the data (see `fit`)."""
+        if self.__dict__.get("_step_checks", True) != on:
+            _compat.set_untracked(self, "_step_checks", on)
+            self.train_function = self.test_function = None
+
     def _weight_log_names(self):
         from keras_mtl.layers import training_only_log_names
 
@@ -533,10 +553,15 @@ class MultiTaskModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
         _check_data(self, x, "fit")
-        _check_labels(self, y, "the labels passed to fit")
         if validation_data is not None:
             _check_data(self, validation_data, "fit(validation_data=...)")
         self._choose_jit(x, validation_data)
+        given = x  # as the user passed it: SetEpoch reads a keras_mtl dataset's epoch variable
+        x, checked = _checked_input(self, x, y, "the labels passed to fit")
+        if validation_data is not None:
+            validation_data, validation_checked = _checked_validation(self, validation_data)
+            checked = checked and validation_checked
+        self._check_in_step(not checked)
         self._adapt_before_fit(x, y, kwargs.get("validation_split"))
         if "sample_weight" in kwargs:
             y, kwargs["sample_weight"] = self._weights_into_labels(y, kwargs["sample_weight"])
@@ -546,13 +571,12 @@ class MultiTaskModel(keras.Model):
             validation_data = (vx, vy) if vw is None else (vx, vy, vw)
         # Imported when fit runs: building a model needs neither keras_mtl.callbacks nor keras_mtl.data.
         from keras_mtl.callbacks.set_epoch import SetEpoch
-        from keras_mtl.data.pipeline import shuffle_epoch
 
         extra = self.weighting.callbacks() if self.weighting is not None else []
         # A shuffled keras_mtl dataset orders each epoch by Keras' epoch index,
         # so the order survives strategies and resumes (see `callbacks.SetEpoch`).
-        if shuffle_epoch(x) is not None and not any(isinstance(c, SetEpoch) for c in callbacks or []):
-            extra.append(SetEpoch(x))
+        if _shuffle_epoch(given) is not None and not any(isinstance(c, SetEpoch) for c in callbacks or []):
+            extra.append(SetEpoch(given))
         history = super().fit(
             x, y, *args, callbacks=list(callbacks or []) + extra, validation_data=validation_data, **kwargs
         )
@@ -566,9 +590,10 @@ class MultiTaskModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         _check_data(self, x, "evaluate")
-        _check_labels(self, y, "the labels passed to evaluate")
         if x is not None:
             self._choose_jit(x)
+        x, checked = _checked_input(self, x, y, "the labels passed to evaluate")
+        self._check_in_step(not checked)
         if len(args) >= 3:  # evaluate(x, y, batch_size, verbose, sample_weight, ...)
             args = list(args)
             y, args[2] = self._weights_into_labels(y, args[2])
@@ -637,6 +662,7 @@ class MultiTaskModel(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, weights = self.prepare_targets(y, y_pred, sample_weight)
+        self.__dict__.pop("_prepared", None)  # the step is done with it: no graph tensors kept alive
         return super().compute_metrics(x, labels, y_pred, weights)
 
     # -------------------------------------------------------- serialization
@@ -731,22 +757,71 @@ def _numeric(features) -> bool:
     return True
 
 
-def _check_labels(model: MultiTaskModel, y, where: str) -> None:
-    """Checks in-memory label arrays eagerly (class ids in range, 0/1 labels, no inf).
+def _check_labels(model: MultiTaskModel, y, where: str) -> bool:
+    """Checks in-memory label arrays eagerly (class ids in range, 0/1 labels, no inf); True if all were.
 
-    The step checks labels too, but its asserts vanish under XLA and
-    otherwise fail wrapped in a "Graph execution error"; numpy labels are
+    Asserts in the step would cost every step its ops, vanish under XLA,
+    and fail wrapped in a "Graph execution error"; labels in memory are
     known up front, so they fail here with the task, value and row.
     """
     from keras_mtl.data.checks import check_labels
 
-    if isinstance(y, np.ndarray) and len(model.tasks) == 1:
+    if len(model.tasks) == 1 and not isinstance(y, Mapping):
         y = {model.tasks[0].label: y}
     if not isinstance(y, Mapping):
-        return
+        return False
+    checked = True
     for task in model.tasks:
-        if isinstance(y.get(task.label), np.ndarray):
-            check_labels(task, y[task.label], where, require_some=False)
+        labels = y.get(task.label)
+        if isinstance(labels, (tf.Tensor, list)):
+            labels = np.asarray(labels)
+        if isinstance(labels, np.ndarray):
+            check_labels(task, labels, where, require_some=False)
+        else:
+            checked = False
+    return checked
+
+
+def _shuffle_epoch(x):
+    from keras_mtl.data.pipeline import shuffle_epoch
+
+    return shuffle_epoch(x)
+
+
+def _checked_input(model: MultiTaskModel, x, y, where: str):
+    """`(x, checked)`: `x`, and whether its labels are checked before the step.
+
+    Labels in memory are checked now, and datasets keras_mtl built from
+    checked columns need no check. The step checks the labels of any other
+    data (an assert per task, a few microseconds a step), unless it is
+    XLA-compiled: XLA drops asserts, so a finite `tf.data` pipeline is then
+    read once before training and checked (`keras_mtl.data.batch_checks.scan`),
+    and an infinite one batch by batch as it is read (a map, whose set-up
+    costs each iterator a few milliseconds). Generators and `PyDataset`s
+    under XLA are not checked.
+    """
+    from keras_mtl.data.batch_checks import check_batches, checked_for, scan
+
+    if isinstance(x, tf.data.Dataset):
+        if checked_for(x, model.tasks):
+            return x, True
+        if not model.jit_compile:
+            return x, False
+        if int(x.cardinality()) >= 0:
+            return scan(x, model.tasks, where.replace("the labels", "the dataset")), True
+        return check_batches(x, model.tasks), True
+    if y is None:
+        # In-memory features without labels: there is nothing to check (and no
+        # train or test step to run); others may yield labels in their batches.
+        return x, x is None or isinstance(x, (Mapping, np.ndarray, tf.Tensor, list, tuple))
+    return x, _check_labels(model, y, where)
+
+
+def _checked_validation(model: MultiTaskModel, data):
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        _, checked = _checked_input(model, data[0], data[1], "fit(validation_data=...) labels")
+        return data, checked
+    return _checked_input(model, data, None, "fit(validation_data=...)")
 
 
 def _renamed(metric, prefix: str):

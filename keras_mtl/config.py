@@ -506,7 +506,8 @@ def _convert(value: _Any, tp: _Any, path: str) -> _Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(value, inner, path)
     if origin is _Literal:
-        if isinstance(value, bool) or value not in args:
+        # By identity for booleans, by type too for the rest: `true` is not 1, nor 1 `true`.
+        if not any(value is a if isinstance(a, bool) or isinstance(value, bool) else (type(value) is type(a) and value == a) for a in args):
             raise ConfigError(f"{path} must be one of {list(args)}, got {value!r}.")
         return value
     if tp is dict or origin is dict:

@@ -22,6 +22,7 @@ The checkpoint callbacks built on them are
 
 from __future__ import annotations
 
+import hashlib
 import os
 import typing
 import uuid
@@ -69,6 +70,23 @@ def atomic_write(path: str | os.PathLike, write) -> str:
         if tmp.exists():
             tmp.unlink()
     return str(path)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex: what backups and checkpoint states record to detect damage.
+
+    Example:
+    >>> import tempfile
+    >>> f = os.path.join(tempfile.mkdtemp(), "x")
+    >>> _ = open(f, "wb").write(b"abc")
+    >>> sha256(f)[:16]
+    'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> str:
@@ -146,4 +164,5 @@ __all__ = [
     "check_model_file",
     "load_model",
     "save_model",
+    "sha256",
 ]

@@ -138,36 +138,8 @@ class Task:
         outside `label_range`) fail with the task's name; `check=False` leaves
         those asserts out, for labels already checked (`keras_mtl.data.checks`).
         """
-        y = self._reshape_labels(tf.convert_to_tensor(y), y_pred)
-        if self.missing_class_id is None and not y.dtype.is_floating:
-            # Integer (or bool) values are plain numbers here: the marker is NaN,
-            # which only floats can hold, so they have no missing ones.
-            y = tf.cast(y, y_pred.dtype)
-        if y.dtype.is_floating:
-            present = tf.math.logical_not(tf.math.is_nan(y))
-            if self.missing_class_id is not None:
-                present &= tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
-        else:
-            present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
-        y = tf.where(present, y, tf.zeros_like(y))
-        checks = []
-        if check and self.target_kind == "sparse":
-            # Out-of-range ids would otherwise fail deep inside the loss op
-            # (or give NaN): name the task and the valid range here.
-            checks.append(tf.debugging.assert_less(
-                y, tf.cast(self.units, y.dtype),
-                message=f"Task {self.name!r}: class id out of range; valid ids are 0..{self.units - 1} (-1 = missing)",
-            ))
-            checks.append(tf.debugging.assert_non_negative(
-                y, message=f"Task {self.name!r}: negative class id other than the missing marker -1"
-            ))
-        if check and self.label_range is not None:
-            # Missing labels are zero by now, so only real labels can fail.
-            lo, hi = self.label_range
-            message = f"Task {self.name!r}: labels must be in [{lo}, {hi}] (-1 or NaN = missing)"
-            checks.append(tf.debugging.assert_greater_equal(y, tf.cast(lo, y.dtype), message=message))
-            checks.append(tf.debugging.assert_less_equal(y, tf.cast(hi, y.dtype), message=message))
-        checks = [c for c in checks if c is not None]  # eager asserts have already run
+        y, present = self.mask_labels(self._reshape_labels(tf.convert_to_tensor(y), y_pred), y_pred.dtype)
+        checks = self.label_checks(y) if check else []
         if checks:
             # The loss reads `y` only after the checks, so they fail first, with the task's name.
             with tf.control_dependencies(checks):
@@ -180,6 +152,87 @@ class Task:
                 sample_weight = tf.expand_dims(sample_weight, -1)
             weights = weights * sample_weight
         return y, weights
+
+    def mask_labels(self, y, dtype=tf.float32):
+        """`(labels with the missing ones set to 0, a boolean mask of the present ones)`.
+
+        Integer labels of a task without a class-id marker are cast to
+        `dtype`: their marker is NaN, which only floats can hold.
+
+        Example:
+        >>> y, present = Binary("click").mask_labels(tf.constant([1.0, -1.0, float("nan")]))
+        >>> y.numpy().tolist(), present.numpy().tolist()
+        ([1.0, 0.0, 0.0], [True, False, False])
+        """
+        if self.missing_class_id is None and not y.dtype.is_floating:
+            y = tf.cast(y, dtype)
+        if y.dtype.is_floating:
+            present = tf.math.logical_not(tf.math.is_nan(y))
+            if self.missing_class_id is not None:
+                present &= tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
+        else:
+            present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
+        return tf.where(present, y, tf.zeros_like(y)), present
+
+    def label_checks(self, y) -> list:
+        """Asserts that the labels in `y` are valid for this task, failing with the task's name and values.
+
+        `y` holds real labels, with missing ones already set to 0 (as
+        `prepare` does): float labels must be finite, class ids in
+        `0..units-1`, and labels of a task with a `label_range` inside it.
+        One assert per task (a check costs its ops wherever it runs), whose
+        message shows the batch's smallest and largest label. XLA drops
+        asserts: a compiled step relies on checks of the data before it (see
+        `keras_mtl.data.batch_checks`). Returns the assert ops (none in
+        eager mode, where a failing assert raises at once).
+
+        Example:
+        >>> try:
+        ...     Binary("click").label_checks(tf.constant([0.0, 2.0]))
+        ... except tf.errors.InvalidArgumentError as e:
+        ...     print(e.message.split("assertion failed: ")[1].split(" [Op")[0])
+        [Task click: labels must be in [0, 1] (-1 or NaN = missing); smallest and largest label in the batch:] [0] [2]
+        """
+        # The batch's smallest and largest label decide every check (missing
+        # labels are 0, NaN are gone) and are what the message shows.
+        low, high = tf.reduce_min(y), tf.reduce_max(y)
+        rule = self.label_rule(low, high)
+        if rule is None:
+            return []
+        valid, message = rule
+        # The task's name unquoted: the op prints its message's quotes escaped.
+        # Out-of-range ids would otherwise fail deep inside the loss op (or
+        # give NaN), far from the task they belong to. The raw op:
+        # `tf.debugging.Assert` wraps it in a conditional, which costs a step
+        # more than the check itself.
+        check = tf.raw_ops.Assert(
+            condition=valid, data=[message + "; smallest and largest label in the batch:", low, high]
+        )
+        return [] if tf.executing_eagerly() else [check]
+
+    def label_rule(self, low, high):
+        """`(valid, message)` for labels whose smallest and largest real value are `low` and `high`, or None.
+
+        `valid` is a boolean tensor; the message names the task (unquoted:
+        TensorFlow's Assert prints quotes escaped) and the rule. None for
+        tasks whose labels need no check (integer labels of a task without
+        class ids).
+
+        Example:
+        >>> valid, message = Multiclass("topic", 3).label_rule(tf.constant(0), tf.constant(5))
+        >>> bool(valid), message
+        (False, 'Task topic: class id out of range; valid ids are 0..2 (-1 = missing)')
+        """
+        if self.target_kind == "sparse":
+            valid = (low >= 0) & (high < tf.cast(self.units, high.dtype))
+            return valid, f"Task {self.name}: class id out of range; valid ids are 0..{self.units - 1} (-1 = missing)"
+        if self.label_range is not None:
+            lo, hi = self.label_range
+            valid = (low >= tf.cast(lo, low.dtype)) & (high <= tf.cast(hi, high.dtype))
+            return valid, f"Task {self.name}: labels must be in [{lo}, {hi}] (-1 or NaN = missing)"
+        if low.dtype.is_floating:
+            return tf.math.is_finite(low) & tf.math.is_finite(high), f"Task {self.name}: labels must be finite (NaN = missing)"
+        return None
 
     def _reshape_labels(self, y, y_pred):
         per_example = y_pred.shape[1:] if self.target_kind == "elementwise" else y_pred.shape[1:-1]

@@ -106,6 +106,52 @@ def test_out_of_range_binary_labels_in_a_pipeline_fail_in_the_step():
         model.fit(ds, verbose=0)
 
 
+def _pipeline(labels, features=None):
+    features = np.ones((8, 4), "float32") if features is None else features
+    return tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
+
+
+def test_bad_labels_in_a_pipeline_are_named_under_xla_too():
+    # XLA drops asserts from the step: a finite pipeline is read and checked once, before training.
+    model = mtl.models.shared_bottom(
+        keras.Input((4,), name="x"), [tasks.Binary("a"), tasks.Multiclass("k", 2)], trunk=mtl.trunks.mlp([4])
+    )
+    model.compile(optimizer="sgd", jit_compile=True)
+    good = {"a": np.array([0, 1, -1, 1, 0, 1, 1, 0.0]), "k": np.array([0, 1, 1, -1, 0, 0, 1, 1])}
+    bad = dict(good, k=np.array([0, 1, 3, 1, 0, 0, 1, 1]))
+    with pytest.raises(ValueError, match=r"Task k: class id out of range; valid ids are 0\.\.1 .* in the dataset passed to fit, the smallest and largest label are 0\.0 and 3\.0"):
+        model.fit(_pipeline(bad), verbose=0)
+    assert model.optimizer.iterations.numpy() == 0  # refused before any step
+    nan_feature = np.ones((8, 4), "float32")
+    nan_feature[5, 2] = np.nan
+    with pytest.raises(ValueError, match=r"Feature 'the input' in the dataset passed to fit holds NaN or inf"):
+        model.fit(_pipeline(good, nan_feature), verbose=0)
+    checked = _pipeline(good)
+    model.fit(checked, verbose=0)
+    assert model.jit_compile and model.optimizer.iterations.numpy() == 2
+    # An infinite pipeline cannot be read ahead: its batches are checked as they are read.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Task k: class id out of range.*smallest and largest label in the batch.*\[0\] \[3\]"):
+        model.fit(_pipeline(bad).repeat(), steps_per_epoch=2, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Feature 'x'|Feature 'the input' holds NaN or inf"):
+        model.fit(_pipeline(good, nan_feature).repeat(), steps_per_epoch=2, verbose=0)
+
+
+def test_pipelines_keras_mtl_checked_are_not_checked_again():
+    from keras_mtl.data.batch_checks import checked_for
+    from keras_mtl.data.pipeline import from_columns
+
+    task = tasks.Binary("a")
+    ds = from_columns({"x": np.ones((8, 4), "float32")}, {"a": np.ones(8)}, batch_size=4, tasks=[task])
+    assert checked_for(ds, [tasks.Binary("a")]) and not checked_for(ds, [tasks.Binary("b")])
+    assert not checked_for(ds, [tasks.Multiclass("a", 3)])  # another label rule for the same key
+    model = mtl.models.shared_bottom(keras.Input((4,), name="x"), [task], trunk=mtl.trunks.mlp([4]))
+    model.compile(optimizer="sgd", jit_compile=False)
+    model.fit(ds, verbose=0)
+    assert not model._step_checks  # the step carries no label assert
+    model.fit(_pipeline({"a": np.ones(8)}), verbose=0)
+    assert model._step_checks  # a user's pipeline: checked in the step
+
+
 @pytest.mark.parametrize(
     "task, labels, message",
     [

@@ -58,11 +58,18 @@ def test_overrides():
         ("model.architecture=single_task", r"single_task trains one task: list exactly one entry"),
         ("tasks.5.weight=1", r"--set tasks.5.weight: tasks has no item '5'"),
         ("train", r"--set expects key=value"),
+        ("train.verbose=true", r"train.verbose must be one of \['auto', 0, 1, 2\], got True"),
+        ("train.jit_compile=1", r"train.jit_compile must be one of \['auto', True, False\], got 1"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         config.load("examples/census.yaml", [override])
+
+
+@pytest.mark.parametrize("raw, value", [("false", False), ("true", True), ("auto", "auto")])
+def test_jit_compile_can_be_set_from_the_config(raw, value):
+    assert config.load("examples/census.yaml", [f"train.jit_compile={raw}"]).train.jit_compile == value
 
 
 def test_all_zero_weights(tmp_path):

@@ -143,10 +143,12 @@ def test_kill_during_export_leaves_no_partial_version(tmp_path):
     kill_at_marker("export", tmp_path)  # version 1 done, killed inside the export of version 2
     base = tmp_path / "exports"
     assert mtl.export.versions(base) == [1]  # TF Serving sees only the complete version
-    assert [p.name for p in base.iterdir() if p.name.startswith(".staging-2-")]  # hidden, ignored
+    assert [p.name for p in base.iterdir() if p.name.startswith(".staging-")]  # hidden, ignored
     path = mtl.export.export_saved_model(crash_job.build_model(), base)
     assert Path(path) == base / "2" and mtl.export.versions(base) == [1, 2]
     assert (base / "2" / "saved_model.pb").is_file()
+    # The killed export's process is gone: the next export removed its staging folder.
+    assert not [p.name for p in base.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.slow

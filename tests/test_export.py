@@ -349,3 +349,57 @@ def test_single_input_model_export_and_a_bad_warmup_record(tmp_path, small_model
     warmup.write_warmup(path, logs)
     with pytest.raises(export.VerificationError, match=r"warmup record 4 \(predict_nope\): Signature 'predict_nope' not in the export"):
         export.verify(path, {"x": np.ones((2, 3))}, small_model)
+
+
+@pytest.mark.slow
+def test_an_export_never_replaces_a_version_written_since_it_chose_its_number(tmp_path, small_model, monkeypatch):
+    base = tmp_path / "m"
+    first = export.export_saved_model(small_model, base)
+    (base / "1" / "marker").write_text("the other process's model")
+    # As if the number was chosen before the other process's version 1 appeared.
+    monkeypatch.setattr(export.saved_model, "versions", lambda _: [])
+    second = export.export_saved_model(small_model, base)
+    assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
+    assert (base / "1" / "marker").read_text() == "the other process's model"
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    assert export.read_metadata(second)["version"] == 2
+    with pytest.raises(FileExistsError, match="Version 2 already exists"):
+        export.export_saved_model(small_model, base, version=2)
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no staging folder left behind
+
+
+@pytest.mark.slow
+def test_eight_concurrent_exports_give_eight_versions_each_with_its_model(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    job = Path(__file__).parent / "export_job.py"
+    procs = [
+        subprocess.Popen([sys.executable, str(job), str(tmp_path), str(i)], stdout=subprocess.PIPE, text=True)
+        for i in range(8)
+    ]
+    written = {}
+    for i, proc in enumerate(procs):
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0
+        written[i] = Path(out.strip().splitlines()[-1])
+    assert sorted(export.versions(tmp_path)) == list(range(1, 9))
+    assert len(set(written.values())) == 8
+    for fill, path in written.items():
+        loaded = tf.saved_model.load(str(path))
+        out = loaded.signatures["serving_default"](x=tf.ones((1, 3)))
+        # Every weight is `fill`: each version must answer as the model of its own process.
+        expected = _export_job().build(float(fill))(np.ones((1, 3), "float32"))["y"]
+        np.testing.assert_allclose(out["y"].numpy(), np.asarray(expected), rtol=1e-5)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def _export_job():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("export_job", Path(__file__).parent / "export_job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    return job

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 
 from keras_mtl import _compat
-from keras_mtl.saving import CorruptModelFileError, atomic_write
+from keras_mtl.saving import CorruptModelFileError, atomic_write, sha256
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -19,8 +19,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     in place: a kill during either leaves a truncated file, or new weights
     beside the old epoch number. Here each backup writes a new weights file
     first, and then commits it by atomically replacing the metadata file
-    that names it (with the epoch). A kill at any point leaves the previous
-    backup intact and loadable; a damaged backup is reported, not loaded.
+    that names it (with the epoch and the file's SHA-256). A kill at any
+    point leaves the previous backup intact and loadable; a damaged backup
+    (truncated, or changed in place) is reported, not loaded.
 
     Args:
         backup_dir: folder of the backup (used by this run only).
@@ -60,6 +61,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 f"Backup {self.metadata_path} names {weights.name}, which is missing from "
                 f"{self.backup_dir}; delete that folder to start the run from scratch."
             )
+        if "sha256" in meta and sha256(weights) != meta["sha256"]:
+            # HDF5 has no checksum of its own: damage that keeps the file's size would load.
+            raise CorruptModelFileError(
+                f"Backup weights {weights} do not match the checksum recorded when they were "
+                f"written: the file is damaged. Delete {self.backup_dir} to start the run from scratch."
+            )
         if self.model.optimizer is not None and not self.model.optimizer.built:
             # The optimizer's slots must exist for their backed-up values to load.
             self.model.optimizer.build(self.model.trainable_variables)
@@ -80,7 +87,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         name = f"weights-{os.getpid()}-{self._saves}.weights.h5"
         atomic_write(backup / name, lambda tmp: self.model.save_weights(tmp, overwrite=True))
         epoch, batch = _compat.backup_position(self)
-        meta = {"epoch": epoch, "batch": batch, "weights": name}
+        meta = {"epoch": epoch, "batch": batch, "weights": name, "sha256": sha256(backup / name)}
         atomic_write(self.metadata_path, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
         for old in backup.glob("weights-*.weights.h5"):
             if old.name != name:

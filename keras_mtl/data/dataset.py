@@ -67,7 +67,7 @@ class MultiTaskData:
 
         for split, (features, labels) in columns.items():
             check_columns(features, labels, tasks, f"split {split!r}", require_labels=split == "train")
-        datasets = batched_splits(columns, batch_size, seed)
+        datasets = _checked(batched_splits(columns, batch_size, seed), tasks)
         return cls(
             name=name,
             inputs=inputs,
@@ -123,8 +123,9 @@ class MultiTaskData:
             name: (encode_columns(split.encoder, features), labels)
             for name, (features, labels) in self.columns.items()
         }
+        # The raw columns were checked when this data was built (`from_splits`).
         datasets = batched_splits(columns, self.batch_size, self.seed)
-        return dataclasses.replace(self, **datasets)
+        return dataclasses.replace(self, **_checked(datasets, self.tasks))
 
     def keep_labels(self, fractions: dict, *, tasks: list | None = None, seed: int | None = None) -> "MultiTaskData":
         """A copy whose training split keeps `fractions[task]` of that task's labels; the others become missing.
@@ -188,3 +189,10 @@ class MultiTaskData:
             k: v[:n].reshape(-1) if v.ndim == 2 and v.shape[1] == 1 else v[:n]
             for k, v in features.items()
         }
+
+
+def _checked(datasets: dict, tasks: list) -> dict:
+    """Marks datasets built from columns already checked against `tasks` (see `keras_mtl.data.batch_checks`)."""
+    from keras_mtl.data.batch_checks import mark_checked
+
+    return {name: mark_checked(ds, tasks) for name, ds in datasets.items()}

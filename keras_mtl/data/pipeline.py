@@ -115,6 +115,10 @@ def from_columns(
     ds = batches.map(batch).prefetch(2).with_options(pipeline_options())
     if epoch is not None:
         setattr(ds, _EPOCH_ATTR, epoch)
+    if tasks is not None:
+        from keras_mtl.data.batch_checks import mark_checked
+
+        mark_checked(ds, tasks)
     return ds
 
 

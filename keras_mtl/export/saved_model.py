@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -91,7 +92,8 @@ def export_saved_model(
     ('1', ['keras_mtl.json', 'tf_serving_warmup_requests'])
     """
     base = Path(base_dir)
-    if version is None:
+    automatic = version is None
+    if automatic:
         existing = versions(base)
         version = existing[-1] + 1 if existing else 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
@@ -103,18 +105,18 @@ def export_saved_model(
     signatures.example_features(model)
     final = base / str(version)
     if final.exists() and not overwrite:
-        raise FileExistsError(
-            f"Version {version} already exists at {final}; pass overwrite=True to replace "
-            "it, or leave version=None to write the next one."
-        )
+        raise FileExistsError(_exists_message(version, final))
     # Built (and so checked, naming any bad input) before anything is written.
     requests = []
     if warmup_samples is not None:
         name = model_name if model_name is not None else base.resolve().name
         requests = warmup.warmup_logs(model, warmup_samples, name)
     base.mkdir(parents=True, exist_ok=True)
+    if not os.access(base, os.W_OK):
+        raise PermissionError(f"Cannot export to {base}: the folder is not writable.")
+    remove_stale_staging(base)
     # A dot-name is never an integer, so TF Serving ignores it while it is written.
-    staging = base / f".staging-{version}-{uuid.uuid4().hex}"
+    staging = base / f"{_STAGING}{_owner()}-{uuid.uuid4().hex}"
     try:
         _archive(model).write_out(str(staging), verbose=False)
         ops = op_lint.lint(staging, allowed_ops, shown_as=f"of {model.name} as {final} (not written)")
@@ -127,19 +129,95 @@ def export_saved_model(
                 "batch_size": _rows(warmup_samples),
                 "model_name": requests[0].predict_log.request.model_spec.name,
             }
-        meta = metadata_lib.build_metadata(model, staging, version, ops, warmup_info)
-        metadata_lib.write_metadata(staging, meta)
-        if final.exists():
-            retired = base / f".retired-{version}-{uuid.uuid4().hex}"
-            os.rename(final, retired)
-            os.rename(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, final)
+        while True:
+            meta = metadata_lib.build_metadata(model, staging, version, ops, warmup_info)
+            metadata_lib.write_metadata(staging, meta)
+            if overwrite and final.exists():
+                retired = base / f".retired-{version}-{uuid.uuid4().hex}"
+                os.rename(final, retired)
+                os.rename(staging, final)
+                shutil.rmtree(retired, ignore_errors=True)
+                break
+            if _claim(staging, final):
+                break
+            # Another process wrote this version since it was chosen: never
+            # replace its model; take the next number, or refuse a given one.
+            if not automatic:
+                raise FileExistsError(_exists_message(version, final))
+            version = max(versions(base)[-1:] + [version]) + 1
+            final = base / str(version)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return str(final)
+
+
+def _exists_message(version: int, final: Path) -> str:
+    return (
+        f"Version {version} already exists at {final}; pass overwrite=True to replace "
+        "it, or leave version=None to write the next one."
+    )
+
+
+def _claim(staging: Path, final: Path) -> bool:
+    """Renames `staging` to `final` if no version is there; False (and nothing moved) if one is.
+
+    A rename onto an existing non-empty directory fails atomically, so two
+    exporters that chose the same number cannot both succeed. (An empty
+    directory is no version: renaming over it is fine.)
+    """
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if final.exists():
+            return False
+        raise
+    return True
+
+
+# Staging folders are named `.staging-<host>-<pid>-<uuid>`: an export killed
+# before its rename leaves one, which a later export on the same host removes
+# once that process is gone (exports still running keep theirs).
+_STAGING = ".staging-"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_stale_staging(base_dir: str | os.PathLike) -> list[str]:
+    """Removes staging folders left under `base_dir` by exports on this host whose process has ended.
+
+    Returns the names removed. Folders of running exports, and of other
+    hosts (a shared file system), are left alone.
+
+    Example:
+    >>> import tempfile
+    >>> base = Path(tempfile.mkdtemp())
+    >>> (base / f".staging-{socket.gethostname()}-999999999-x").mkdir()
+    >>> remove_stale_staging(base)
+    ['.staging-...-999999999-x']
+    """
+    removed = []
+    host = socket.gethostname()
+    for path in Path(base_dir).glob(f"{_STAGING}*"):
+        owner, _, _ = path.name[len(_STAGING):].rpartition("-")
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _rows(samples) -> int:
