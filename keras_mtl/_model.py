@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_mtl import _compat, _encoding as encoding, _heads as heads, _masking as masking
 from keras_mtl import weighting as weighting_lib
+from keras_mtl._trackers import TaskMeans
 from keras_mtl.tasks import TargetMoments, Task, check_unique
 
 # In-memory per-task sample weights travel to the step inside the label dict
@@ -104,8 +105,8 @@ class MultiTaskModel(keras.Model):
         self.representation = representation
         self.unknown_labels = unknown_labels
         self.weighting = None
-        self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
-        self._task_weight_trackers = [keras.metrics.Mean(name=f"{n}_weight") for n in names]
+        self._task_loss_tracker = TaskMeans(names, "_loss")
+        self._task_weight_tracker = TaskMeans(names, "_weight")
 
     # ------------------------------------------------------------ structure
     @property
@@ -228,6 +229,8 @@ class MultiTaskModel(keras.Model):
         # A tracked layer: its variables (e.g. learned log-variances) are
         # trained, checkpointed and saved with the model.
         self.weighting = method
+        # Weights that never change are logged without a step op.
+        self._task_weight_tracker.constant = method.constant_weights()
 
     def _loss_weights_by_task(self, weights: Sequence[float]) -> dict[str, float]:
         """A list of loss weights as `{task: weight}`: Keras reads such a list in `output_names` order."""
@@ -478,15 +481,15 @@ class MultiTaskModel(keras.Model):
         return total
 
     def _track_tasks(self, losses, counts, weights=None):
-        for i, task in enumerate(self._tasks):
-            # Weighing each batch by its label count makes the epoch value the
-            # true masked mean; trackers average over replicas, so the
-            # share-of-global scaling is undone first.
-            self._task_loss_trackers[i].update_state(
-                masking.from_replica_share(losses[task.name]), sample_weight=counts[task.name]
-            )
-            if weights is not None:
-                self._task_weight_trackers[i].update_state(weights[i])
+        # Weighing each batch by its label count makes the epoch value the
+        # true masked mean; trackers average over replicas, so the
+        # share-of-global scaling is undone first.
+        self._task_loss_tracker.update_state(
+            masking.from_replica_share(tf.stack([losses[t.name] for t in self._tasks])),
+            sample_weight=tf.stack([counts[t.name] for t in self._tasks]),
+        )
+        if weights is not None:
+            self._task_weight_tracker.update_state(weights)
 
     def track_step(self, losses, counts, weights, total_share, x):
         """Updates the loss, per-task loss and per-task weight logs after a custom step."""
@@ -549,7 +552,7 @@ class MultiTaskModel(keras.Model):
     def _weight_log_names(self):
         from keras_mtl.layers import training_only_log_names
 
-        return {m.name for m in self._task_weight_trackers} | training_only_log_names(self)
+        return set(self._task_weight_tracker.log_names) | training_only_log_names(self)
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
         _check_data(self, x, "fit")

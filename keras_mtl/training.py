@@ -154,6 +154,9 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
             )
         except ValueError as e:  # the factories check their arguments and tasks
             raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
+    if _label_keys(data) - {t.label for t in tasks}:
+        # A subset of the dataset's tasks: its other labels are read but not trained on.
+        model.unknown_labels = "ignore"
     model.compile(
         optimizer=optimizers.get(cfg.train.optimizer, learning_rate=cfg.train.learning_rate),
         weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
@@ -161,6 +164,12 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
         steps_per_execution=cfg.train.steps_per_execution,
     )
     return model
+
+
+def _label_keys(data: data_lib.MultiTaskData) -> set:
+    spec = data.train.element_spec
+    labels = spec[1] if isinstance(spec, tuple) and len(spec) > 1 else {}
+    return set(labels) if isinstance(labels, dict) else set()
 
 
 def fitting_data(cfg: config_lib.Config, data: data_lib.MultiTaskData, model) -> data_lib.MultiTaskData:

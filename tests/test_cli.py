@@ -83,6 +83,15 @@ def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
+def test_train_on_a_subset_of_a_datasets_tasks(tmp_path, capsys, monkeypatch):
+    code, err = train_small(tmp_path, capsys, monkeypatch,
+                            "tasks:\n- {name: income, type: binary}\ntrain: {epochs: 1}\n")
+    assert code == 0, err
+    assert export.versions(tmp_path / "saved_models" / "t") == [1]
+    assert export.read_metadata(tmp_path / "saved_models" / "t" / "1")["tasks"][0]["name"] == "income"
+
+
+@pytest.mark.slow
 def test_train_stops_at_a_non_finite_loss_naming_the_tasks(tmp_path, capsys, monkeypatch):
     # The guard is attached by `train` itself, not by the monitoring callbacks.
     code, err = train_small(tmp_path, capsys, monkeypatch,

@@ -58,6 +58,10 @@ class Weighting(keras.layers.Layer):
         """The (num_tasks,) task weights for this step, from the *global* losses."""
         return tf.ones_like(losses)
 
+    def constant_weights(self) -> list[float] | None:
+        """The task weights, in task order, if they never change (then logging them costs the step nothing); else None."""
+        return None
+
     def combine(self, shares: tf.Tensor, losses: tf.Tensor, training: bool):
         """Returns `(this replica's share of the training loss, task weights)`.
 

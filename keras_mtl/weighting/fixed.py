@@ -48,6 +48,9 @@ class Fixed(Weighting):
                 f"All loss weights are zero ({self.task_weights}): nothing would be trained."
             )
 
+    def constant_weights(self):
+        return [self.task_weights[n] for n in self.task_names]
+
     def weights_for(self, losses, training):
         return tf.constant([self.task_weights[n] for n in self.task_names], losses.dtype)
 
