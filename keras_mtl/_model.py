@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Sequence
 
 import keras
@@ -767,7 +768,7 @@ def _check_labels(model: MultiTaskModel, y, where: str) -> bool:
     and fail wrapped in a "Graph execution error"; labels in memory are
     known up front, so they fail here with the task, value and row.
     """
-    from keras_mtl.data.checks import check_labels
+    from keras_mtl.data.checks import check_labels, has_labels
 
     if len(model.tasks) == 1 and not isinstance(y, Mapping):
         y = {model.tasks[0].label: y}
@@ -780,6 +781,12 @@ def _check_labels(model: MultiTaskModel, y, where: str) -> bool:
             labels = np.asarray(labels)
         if isinstance(labels, np.ndarray):
             check_labels(task, labels, where, require_some=False)
+            if labels.size and not has_labels(task, labels):
+                warnings.warn(
+                    f"Task {task.name!r} has no labels in {where}: every value is the missing marker, "
+                    "so its loss is 0 and it learns nothing here.",
+                    stacklevel=3,
+                )
         else:
             checked = False
     return checked

@@ -386,10 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (
-        ConfigError, ServingConfigError, CorruptModelFileError, FileExistsError, FileNotFoundError,
-        PermissionError, IsADirectoryError, ModuleNotFoundError, FloatingPointError, UsageError,
-        DataFileError, ExportError, RequestError, VerificationError,
+        ConfigError, ServingConfigError, CorruptModelFileError, OSError, ModuleNotFoundError,
+        FloatingPointError, UsageError, DataFileError, ExportError, RequestError, VerificationError,
     ) as e:
+        # OSError: a full disk, a read-only folder, a missing file: what and where, in one line.
         print(f"keras-mtl: error: {e}", file=sys.stderr)
         # FloatingPointError (StopOnNonFiniteLoss) and VerificationError (an export that answers
         # wrongly): the run itself failed, not its invocation.

@@ -646,4 +646,11 @@ def check_unique(tasks: typing.Sequence[Task]) -> list[Task]:
         if t.name in seen:
             raise ValueError(f"Duplicate task name {t.name!r}: task names must be unique.")
         seen.add(t.name)
+    for name in seen:
+        if f"val_{name}" in seen:
+            # Keras logs validation metrics as `val_<name>`: `val_a_loss` would be both.
+            raise ValueError(
+                f"Task names {name!r} and 'val_{name}' clash in the logs (Keras names task {name!r}'s "
+                f"validation loss 'val_{name}_loss'); rename one of them."
+            )
     return tasks

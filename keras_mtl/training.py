@@ -231,10 +231,15 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     log_dir = root / cfg.output.logs_dir / cfg.name / run_name
     ckpt_dir = root / cfg.output.checkpoint_dir / cfg.name / run_name
     backup_dir = ckpt_dir / "backup"
+    checkpoint = ckpt_dir / "best.keras"
     resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
+    # Trained to the end, then stopped (killed, a full disk) before its test and export.
+    finishing = not resuming and (ckpt_dir / TRAINED).is_file() and not (log_dir / "test_metrics.json").is_file()
     for d in (log_dir, ckpt_dir):
-        if d.exists() and any(d.iterdir()) and not resuming:
+        if d.exists() and any(d.iterdir()) and not (resuming or finishing):
             raise FileExistsError(f"{d} already holds a run called {run_name!r}; choose another output.run.")
+    if resuming or finishing:
+        _check_same_config(cfg, log_dir / "config.yaml", run_name)
 
     data, tasks = load_data(cfg, echo)
     with strategy.scope():
@@ -247,7 +252,6 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     # The architecture diagram goes beside the logs, where `keras-mtl report` looks.
     if diagram.save_diagram(model, log_dir / diagram.FILENAME) is None:
         echo(diagram.MISSING)
-    checkpoint = ckpt_dir / "best.keras"
     # A mixture's validation set is its sources one after another, so its first
     # batch labels one source's tasks only: probe a (mixed) training batch instead.
     probe = next(iter(data.train if cfg.data.sources else data.validation))
@@ -265,21 +269,25 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         AtomicBackupAndRestore(str(backup_dir), save_freq=cfg.output.backup_every or "epoch"),
     ]
     echo(
-        f"{'Resuming' if resuming else 'Training'} {model.name} on tasks {[t.name for t in tasks]} "
-        f"(weighting={cfg.train.weighting}, {strategy.num_replicas_in_sync} replica(s), "
-        f"{cfg.train.precision}); TensorBoard logs in {log_dir}"
+        f"{'Finishing' if finishing else 'Resuming' if resuming else 'Training'} {model.name} on tasks "
+        f"{[t.name for t in tasks]} (weighting={cfg.train.weighting}, {strategy.num_replicas_in_sync} "
+        f"replica(s), {cfg.train.precision}); TensorBoard logs in {log_dir}"
     )
     try:
-        model.fit(
-            data.train,
-            validation_data=data.validation,
-            epochs=cfg.train.epochs,
-            # An annealed mixture spans all epochs, each with its own distribution.
-            steps_per_epoch=len(data.train) // cfg.train.epochs if cfg.data.sampling.name == "annealed" else None,
-            callbacks=callbacks,
-            verbose=cfg.train.verbose,
-            shuffle=False,  # the dataset shuffles itself, every epoch
-        )
+        if finishing:
+            pass  # trained already: test and export the best checkpoint
+        else:
+            model.fit(
+                data.train,
+                validation_data=data.validation,
+                epochs=cfg.train.epochs,
+                # An annealed mixture spans all epochs, each with its own distribution.
+                steps_per_epoch=len(data.train) // cfg.train.epochs if cfg.data.sampling.name == "annealed" else None,
+                callbacks=callbacks,
+                verbose=cfg.train.verbose,
+                shuffle=False,  # the dataset shuffles itself, every epoch
+            )
+            (ckpt_dir / TRAINED).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     except BaseException:
         # A run that failed before saving anything (e.g. a NaN at step 2) leaves no
         # empty checkpoint folder; backups and a best checkpoint stay for a resume.
@@ -310,6 +318,33 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         verification=report,
         seconds=time.time() - start,
     )
+
+
+# Written beside the checkpoint once `fit` returns: a rerun of the same
+# `output.run` then finishes the test and export instead of refusing.
+TRAINED = "TRAINED"
+
+# Config keys a resumed run may change: they do not change what is trained
+# (output keys choose where things go; the run folder is the same one).
+_RESUMABLE_CHANGES = ("train.epochs", "train.verbose", "output.")
+
+
+def _check_same_config(cfg: config_lib.Config, saved: Path, run_name: str) -> None:
+    """Refuses to resume (or finish) a run with a config other than the one it started with."""
+    if not saved.is_file():
+        return
+    before = flatten(yaml.safe_load(saved.read_text()) or {})
+    now = flatten(config_lib.to_dict(cfg))
+    changed = sorted(
+        k for k in set(before) | set(now)
+        if before.get(k) != now.get(k) and not k.startswith(_RESUMABLE_CHANGES)
+    )
+    if changed:
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise config_lib.ConfigError(
+            f"Run {run_name!r} was started with another config ({diffs}; see {saved}). Resume it "
+            "with the config it started with, or choose another output.run for the new one."
+        )
 
 
 def metric_table(metrics: dict, task_names: list[str]) -> str:

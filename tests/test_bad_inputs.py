@@ -106,6 +106,13 @@ def test_out_of_range_binary_labels_in_a_pipeline_fail_in_the_step():
         model.fit(ds, verbose=0)
 
 
+def test_a_task_without_any_label_is_warned_about():
+    model = model_for([tasks.Binary("a"), tasks.Binary("b")])
+    x = np.ones((4, 4), "float32")
+    with pytest.warns(UserWarning, match=r"Task 'b' has no labels in the labels passed to fit: every value is the missing marker"):
+        model.fit(x, {"a": np.array([0, 1, 1, 0.0]), "b": np.full(4, -1.0)}, verbose=0)
+
+
 def _pipeline(labels, features=None):
     features = np.ones((8, 4), "float32") if features is None else features
     return tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)

@@ -152,3 +152,39 @@ def test_annealed_mixture_spans_the_epochs():
     assert len(data.train) == 3 * 7
     _, y = next(iter(data.train))
     assert sorted(y) == ["coarse", "device"] and bool(((y["device"] == -1) != (y["coarse"] == -1)).numpy().all())
+
+
+def test_os_errors_are_one_line(tmp_path, capsys):
+    import keras
+
+    import keras_mtl as mtl
+    from keras_mtl import saving
+
+    model = mtl.models.shared_bottom(keras.Input((3,), name="x"), [mtl.tasks.Binary("a")])
+    path = saving.save_model(model, tmp_path / "m.keras")
+    (tmp_path / "plain_file").write_text("not a folder")
+    # The base path runs through a file: NotADirectoryError, once a raw traceback.
+    assert cli.main(["export", path, str(tmp_path / "plain_file" / "exports")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-mtl: error: ") and "Not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_training_is_finished_by_rerunning_it(tmp_path, capsys, monkeypatch):
+    sections = "tasks:\n- {name: income, type: binary}\n- {name: never_married, type: binary}\ntrain: {epochs: 1}\noutput: {run: r}\n"
+    code, err = train_small(tmp_path, capsys, monkeypatch, sections)
+    assert code == 0, err
+    # As if killed after training, during the test or the export.
+    (tmp_path / "logs" / "t" / "r" / "test_metrics.json").unlink()
+    shutil.rmtree(tmp_path / "saved_models")
+    config = tmp_path / "c.yaml"
+    changed = sections.replace("train: {epochs: 1}", "train: {epochs: 1, learning_rate: 0.05}")
+    config.write_text("name: t\ndata: {limit: 300, batch_size: 64}\n" + changed)
+    assert cli.main(["train", str(config)]) == 2
+    assert "Run 'r' was started with another config (train.learning_rate: 0.001 -> 0.05" in capsys.readouterr().err
+    config.write_text("name: t\ndata: {limit: 300, batch_size: 64}\n" + sections)
+    assert cli.main(["train", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Finishing" in out and "Test metrics (best checkpoint):" in out
+    assert export.versions(tmp_path / "saved_models" / "t") == [1]
+    assert (tmp_path / "logs" / "t" / "r" / "test_metrics.json").is_file()

@@ -126,6 +126,9 @@ def test_duplicate_and_empty_task_lists():
         tasks.check_unique([tasks.Binary("a"), tasks.Regression("a")])
     with pytest.raises(ValueError, match="At least one task"):
         tasks.check_unique([])
+    with pytest.raises(ValueError, match=r"Task names 'a' and 'val_a' clash in the logs"):
+        tasks.check_unique([tasks.Binary("val_a"), tasks.Binary("a")])
+    assert len(tasks.check_unique([tasks.Binary("val_a"), tasks.Binary("b")])) == 2
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,21 @@ def check_features(features: Mapping[str, np.ndarray], where: str = "the data") 
             )
 
 
+def has_labels(task: Task, column) -> bool:
+    """Whether `column` holds any label other than the task's missing marker.
+
+    Example:
+    >>> from keras_mtl.tasks import Binary
+    >>> has_labels(Binary("a"), np.array([-1.0, np.nan])), has_labels(Binary("a"), np.array([-1, 0]))
+    (False, True)
+    """
+    values = np.asarray(column)
+    present = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
+    if task.missing_class_id is not None:
+        present &= values != task.missing_class_id
+    return bool(present.any())
+
+
 def check_labels(task: Task, column, where: str = "the data", *, require_some: bool = True) -> None:
     """Checks one task's label column: its shape, that real labels are valid, and that there are some.
 
