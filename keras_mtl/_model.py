@@ -593,11 +593,15 @@ class MultiTaskModel(keras.Model):
         return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        _check_data(self, x, "evaluate")
-        if x is not None:
-            self._choose_jit(x)
-        x, checked = _checked_input(self, x, y, "the labels passed to evaluate")
-        self._check_in_step(not checked)
+        # Keras' fit calls evaluate for validation data that fit has already
+        # checked and compiled for: changing the step then would drop the train
+        # function fit is still using.
+        if not kwargs.get("_use_cached_eval_dataset"):
+            _check_data(self, x, "evaluate")
+            if x is not None:
+                self._choose_jit(x)
+            x, checked = _checked_input(self, x, y, "the labels passed to evaluate")
+            self._check_in_step(not checked)
         if len(args) >= 3:  # evaluate(x, y, batch_size, verbose, sample_weight, ...)
             args = list(args)
             y, args[2] = self._weights_into_labels(y, args[2])
@@ -716,6 +720,11 @@ def _check_data(model: MultiTaskModel, data, where: str) -> None:
                     f"does not take; the input expects {tensor.dtype}"
                     + (" (pass strings as np.asarray(values, dtype=object))." if tensor.dtype == "string" else ".")
                 )
+            if value.dtype.kind == "f":
+                from keras_mtl.data.checks import check_features
+
+                # A NaN feature would otherwise train silently into NaN weights.
+                check_features({name: value}, f"the data passed to {where}")
             dtype, shape = tf.as_dtype(value.dtype) if value.dtype.kind != "O" else tf.string, value.shape
         elif isinstance(value, (tf.Tensor, tf.TensorSpec)):
             dtype, shape = value.dtype, value.shape

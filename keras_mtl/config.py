@@ -335,6 +335,10 @@ class TaskConfig:
         from keras_mtl import tasks
 
         _one_of(self.type, tasks.available(), f"{path}.type")
+        try:
+            tasks.validate_name(self.name)
+        except ValueError as e:
+            raise ConfigError(f"{path}.name: {e}") from None
         if self.weight < 0:
             raise ConfigError(f"{path}.weight must be >= 0, got {self.weight}.")
         if not self.normalize and self.type != "regression":
@@ -342,6 +346,12 @@ class TaskConfig:
         needed = {"multiclass": "num_classes", "multilabel": "num_labels", "tagging": "num_tags"}
         if self.type in needed and getattr(self, needed[self.type]) is None:
             raise ConfigError(f"{path}.{needed[self.type]} is required for a {self.type} task.")
+        try:
+            self.build()  # the task's own checks (num_classes >= 2, a known loss, ...)
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     def build(self):
         """The `keras_mtl.tasks.Task` this entry describes."""

@@ -244,7 +244,8 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     data, tasks = load_data(cfg, echo)
     with strategy.scope():
         model = build_model(cfg, data, tasks)
-    data = fitting_data(cfg, data, model)
+    raw = data
+    data = fitting_data(cfg, raw, model)
 
     log_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,9 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         raise
     with strategy.scope():
         best = saving.load_model(checkpoint)
-    test_metrics = best.evaluate(data.test, verbose=0, return_dict=True)
+    # Raw test features: encoded ones are keyed by this process's layer names,
+    # which a checkpoint written by an earlier process (a resume) need not share.
+    test_metrics = best.evaluate(raw.test, verbose=0, return_dict=True)
     (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
     log_hparams(str(log_dir), flatten(config_lib.to_dict(cfg)), test_metrics, run_name)
     if not chief:

@@ -106,6 +106,16 @@ def test_out_of_range_binary_labels_in_a_pipeline_fail_in_the_step():
         model.fit(ds, verbose=0)
 
 
+def test_nan_in_numpy_features_is_refused_with_the_column_and_row():
+    model = model_for([tasks.Binary("a")])
+    x = np.ones((4, 4), "float32")
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Feature 'x' in the data passed to fit has 1 non-finite value\(s\) \(first: nan at row 2\)"):
+        model.fit(x, {"a": np.array([0, 1, 1, 0.0])}, verbose=0)
+    with pytest.raises(ValueError, match=r"Feature 'x' in the data passed to predict"):
+        model.predict(x, verbose=0)
+
+
 def test_a_task_without_any_label_is_warned_about():
     model = model_for([tasks.Binary("a"), tasks.Binary("b")])
     x = np.ones((4, 4), "float32")
@@ -143,6 +153,19 @@ def test_bad_labels_in_a_pipeline_are_named_under_xla_too():
         model.fit(_pipeline(good, nan_feature).repeat(), steps_per_epoch=2, verbose=0)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_checked_and_unchecked_data_mix_in_one_fit(jit):
+    # Validation data checked another way than the training data: one step policy for the whole fit.
+    model = mtl.models.shared_bottom(keras.Input((4,), name="x"), [tasks.Binary("a")], trunk=mtl.trunks.mlp([4]))
+    model.compile(optimizer="sgd", jit_compile=jit)
+    x, y = np.ones((8, 4), "float32"), {"a": np.array([0, 1, 1, 0, 1, 0, 1, 1.0])}
+    history = model.fit(_pipeline(y), validation_data=(x, y), epochs=2, verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    history = model.fit(x, y, validation_data=_pipeline(y), epochs=2, verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    assert getattr(model, "_step_checks", True) is not jit  # the user's pipeline: checked in the step unless XLA
+
+
 def test_pipelines_keras_mtl_checked_are_not_checked_again():
     from keras_mtl.data.batch_checks import checked_for
     from keras_mtl.data.pipeline import from_columns
@@ -154,9 +177,9 @@ def test_pipelines_keras_mtl_checked_are_not_checked_again():
     model = mtl.models.shared_bottom(keras.Input((4,), name="x"), [task], trunk=mtl.trunks.mlp([4]))
     model.compile(optimizer="sgd", jit_compile=False)
     model.fit(ds, verbose=0)
-    assert not model._step_checks  # the step carries no label assert
+    assert not getattr(model, "_step_checks", True)  # the step carries no label assert
     model.fit(_pipeline({"a": np.ones(8)}), verbose=0)
-    assert model._step_checks  # a user's pipeline: checked in the step
+    assert getattr(model, "_step_checks", True)  # a user's pipeline: checked in the step
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,8 @@ def test_overrides():
         ("model.architecture=single_task", r"single_task trains one task: list exactly one entry"),
         ("tasks.5.weight=1", r"--set tasks.5.weight: tasks has no item '5'"),
         ("train", r"--set expects key=value"),
+        ("tasks.0.type=multiclass", r"tasks\[0\].num_classes is required"),
+        ('tasks.0={"name": "k", "type": "multiclass", "num_classes": 0}', r"tasks\[0\]: Task 'k': num_classes must be >= 2, got 0"),
         ("train.verbose=true", r"train.verbose must be one of \['auto', 0, 1, 2\], got True"),
         ("train.jit_compile=1", r"train.jit_compile must be one of \['auto', True, False\], got 1"),
     ],
