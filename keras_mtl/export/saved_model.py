@@ -104,7 +104,7 @@ def export_saved_model(
     signatures.output_keys(model)
     signatures.example_features(model)
     final = base / str(version)
-    if final.exists() and not overwrite:
+    if final.exists() and not overwrite and not automatic:
         raise FileExistsError(_exists_message(version, final))
     # Built (and so checked, naming any bad input) before anything is written.
     requests = []
