@@ -275,9 +275,7 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
         f"replica(s), {cfg.train.precision}); TensorBoard logs in {log_dir}"
     )
     try:
-        if finishing:
-            pass  # trained already: test and export the best checkpoint
-        else:
+        if not finishing:  # a finishing run was trained already: it tests and exports the best checkpoint
             model.fit(
                 data.train,
                 validation_data=data.validation,
