@@ -1,18 +1,18 @@
-"""Label and feature checks that run in the input pipeline, not in the training step.
+"""Label and feature checks of a dataset, made before the training step or beside it.
 
-A check inside the step costs the step its ops (asserts, and the branch
-each one is), and XLA drops asserts from a compiled step altogether. Run as
-a `map` of the dataset, the same checks work with and without XLA, cost
-the step nothing, and run on tf.data's threads while the previous batch
-trains. `MultiTaskModel.fit` and `evaluate` check a user's `tf.data`
-pipeline this way; datasets that keras_mtl built from columns it checked
-up front (`MultiTaskData.from_splits`, `from_columns(tasks=...)`) are
-marked as checked and read as they are.
+A check inside the step costs the step its ops, and XLA drops asserts from
+a compiled step altogether. So `MultiTaskModel.fit` and `evaluate` check
+what they can before the step: datasets keras_mtl built from columns it
+checked up front (`MultiTaskData.from_splits`, `from_columns(tasks=...)`)
+are marked (`mark_checked`) and read as they are. A user's own pipeline
+keeps one assert per task in the step, unless the step is XLA-compiled:
+then a finite pipeline is read once before training (`scan`) and an
+infinite one is checked batch by batch as it is read (`check_batches`, a
+`map` on tf.data's threads, whose set-up costs each iterator a few
+milliseconds).
 
-A failing check stops the step that reads the bad batch with the task (or
-feature) named and the batch's smallest and largest label shown. A finite
-pipeline for an XLA-compiled step is instead read once, before training
-(`scan`), and the data it checked is not checked again.
+Each failing check names the task (or feature) and shows the smallest and
+largest label of the batch, or of the dataset.
 """
 
 from __future__ import annotations

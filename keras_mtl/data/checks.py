@@ -46,11 +46,15 @@ def has_labels(task: Task, column) -> bool:
     >>> has_labels(Binary("a"), np.array([-1.0, np.nan])), has_labels(Binary("a"), np.array([-1, 0]))
     (False, True)
     """
-    values = np.asarray(column)
+    return bool(_present(task, np.asarray(column)).any())
+
+
+def _present(task: Task, values: np.ndarray) -> np.ndarray:
+    """Where `values` hold a real label: not NaN, not the task's missing class id."""
     present = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
     if task.missing_class_id is not None:
         present &= values != task.missing_class_id
-    return bool(present.any())
+    return present
 
 
 def check_labels(task: Task, column, where: str = "the data", *, require_some: bool = True) -> None:
@@ -88,9 +92,7 @@ def check_labels(task: Task, column, where: str = "the data", *, require_some: b
             f"{task.label_shape_hint()}."
         )
     floats = values.dtype.kind == "f"
-    present = ~np.isnan(values) if floats else np.ones(values.shape, bool)
-    if task.missing_class_id is not None:
-        present &= values != task.missing_class_id
+    present = _present(task, values)
     if require_some and not present.any():
         raise ValueError(
             f"{owner} has no labels: every value is the missing marker, so the task would never "
