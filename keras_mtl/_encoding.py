@@ -77,6 +77,36 @@ def producer(tensor):
     return history.operation, _compat.inbound_node(history.operation, history.node_index)
 
 
+def walk_back(outputs, stop) -> None:
+    """Visits a Functional graph from `outputs` towards its inputs, each tensor once, calling
+    `stop(tensor)` on each; a path ends where it returns True (or at an input).
+
+    Example:
+    >>> x = keras.Input((2,), name="x")
+    >>> y = keras.layers.Dense(1, name="d")(keras.layers.Dense(2, name="c")(x))
+    >>> seen = []
+    >>> walk_back(y, lambda t: seen.append(producer(t)[0].name) or False)
+    >>> seen
+    ['d', 'c', 'x']
+    """
+    seen: set[int] = set()
+
+    def visit(tensor) -> None:
+        if id(tensor) in seen:
+            return
+        seen.add(id(tensor))
+        if stop(tensor):
+            return
+        op, node = producer(tensor)
+        if isinstance(op, keras.layers.InputLayer):
+            return
+        for t in node.input_tensors:
+            visit(t)
+
+    for out in tf.nest.flatten(outputs):
+        visit(out)
+
+
 def _key(tensor) -> str:
     history = _compat.keras_history(tensor)
     op, index = history.operation, history.tensor_index
@@ -110,22 +140,14 @@ def split(model: keras.Model) -> Split | None:
         return front[id(op)]
 
     frontier: dict[str, keras.KerasTensor] = {}
-    seen: set[int] = set()
 
-    def visit(tensor) -> None:
-        # Walk back from the outputs; stop at the first front tensor on each path.
-        if id(tensor) in seen:
-            return
-        seen.add(id(tensor))
+    def at_front(tensor) -> bool:
         if is_front_tensor(tensor):
             frontier[_key(tensor)] = tensor
-            return
-        _, node = producer(tensor)
-        for t in node.input_tensors:
-            visit(t)
+            return True
+        return False
 
-    for out in tf.nest.flatten(model.outputs):
-        visit(out)
+    walk_back(model.outputs, at_front)
     if any(t.dtype == "string" for t in frontier.values()):
         return None
     frontier = {k: frontier[k] for k in sorted(frontier)}

@@ -6,6 +6,7 @@
     keras-mtl verify EXPORT_DIR [--model MODEL.keras] [--samples FILE | --dataset NAME] [--rows N]
     keras-mtl predict EXPORT_OR_MODEL INPUT -o scores.csv|scores.parquet [--keep COL ...]
     keras-mtl serving-config NAME BASE_DIR [--label stable=1 ...] [--max-batch-size N ...]
+    keras-mtl explain RUN_OR_MODEL --data FILE [--rows N] [--tasks a,b] [--method M] [-o DIR]
     keras-mtl report LOGDIR [-o report.html]
     keras-mtl tensorboard LOGDIR [--port 6006]
 """
@@ -257,6 +258,74 @@ def _serving_config(args) -> int:
     return 0
 
 
+def _explained_model(source: str):
+    """The `.keras` model behind `source` and the folder its explanation goes to by default:
+    a run's log folder (`<run>/explain`, the checkpoint found through the run's config.yaml),
+    a checkpoint folder or a `.keras` file (`<folder>/explain`)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"{source} does not exist.")
+    if path.is_dir() and any((p / "saved_model.pb").is_file() for p in (path, *path.iterdir()) if p.is_dir()):
+        raise UsageError(
+            f"{source} is a SavedModel export; explain needs the Keras model it was exported from "
+            "(gradients cannot pass an export's string lookups): pass the run's log folder or its best.keras."
+        )
+    if path.is_file():
+        return path, path.parent / "explain"
+    if (path / "best.keras").is_file():
+        return path / "best.keras", path / "explain"
+    if (path / "config.yaml").is_file():
+        cfg = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        output = cfg.get("output") or {}
+        checkpoint = Path(output.get("checkpoint_dir", "checkpoints")) / str(cfg.get("name", "")) / path.name / "best.keras"
+        if not checkpoint.is_file():
+            raise UsageError(
+                f"the run at {source} has no checkpoint at {checkpoint} (paths in its config.yaml are "
+                "relative to where it was trained: run explain from there, or pass the best.keras file)."
+            )
+        return checkpoint, path / "explain"
+    raise UsageError(f"{source} is neither a .keras file, a checkpoint folder (best.keras) nor a run's log folder.")
+
+
+def _explain(args) -> int:
+    from keras_mtl import explanations, saving
+    from keras_mtl.data import files
+    from keras_mtl.export import signatures
+    from keras_mtl.explanations.pictures import write_tensorboard
+
+    model_path, default_output = _explained_model(args.source)
+    model = saving.load_model(model_path)
+    specs = signatures.input_specs(model)
+    text = [name for name, spec in specs.items() if spec.dtype.name == "string"]
+    try:
+        rows = files.read_frame(args.data, format=args.format, columns=list(specs), nrows=args.rows, text_columns=text)
+    except files.MissingColumnError as e:
+        raise UsageError(_missing_input(e, specs, f"the model {model_path}")) from None
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    explanation = explanations.explain(model, rows, tasks, method=args.method, steps=args.steps)
+    output = explanation.save(args.output or default_output)
+    write_tensorboard(explanation.summary(), output)
+    for task in explanation.tasks:
+        top = explanation.top(task, 5)
+        print(f"{task}: " + ", ".join(f"{c} {v:.3g}" for c, v in top.items()))
+    sharing = explanation.sharing()
+    shared = sharing.index[sharing["kind"] == "shared"].tolist()
+    threshold = explanation.summary()["sharing_threshold"]
+    print(f"Shared columns (>= {threshold:.0%} of two tasks' attribution): {', '.join(shared) or 'none'}")
+    gaps = ", ".join(f"{t} {g:.2g}" for t, g in explanation.completeness_gap().items())
+    print(f"Completeness gap (max |sum of credits - (f(x) - f(baseline))|; more --steps shrink it): {gaps}")
+    if explanation.experts is not None and explanation.experts.collapsed:
+        print("Collapsed experts (output cosine > 0.95): " + ", ".join(
+            f"{layer}/{i}~{j} ({cos:.3f})" for layer, i, j, cos in explanation.experts.collapsed
+        ))
+    print(f"Wrote {output} (explanation.json, importance.csv, attributions per task, TensorBoard images).")
+    return 0
+
+
 def _report(args) -> int:
     from keras_mtl.report import find_runs, render_report
 
@@ -357,6 +426,21 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--batching-output", help="batching parameters path (default: beside models.config)")
     c.set_defaults(fn=_serving_config)
 
+    x = sub.add_parser("explain", help="per-task attributions to the raw input columns, shared vs "
+                       "task-specific columns, expert usage")
+    x.add_argument("source", metavar="RUN_OR_MODEL",
+                   help="a run's log folder (logs/NAME/RUN), its checkpoint folder or a .keras file")
+    x.add_argument("--data", required=True, metavar="FILE", help="rows to explain: CSV/TSV, JSON lines, "
+                   "Parquet or TFRecord with a column per model input")
+    x.add_argument("--format", choices=FORMATS, help="the format of --data (default: from its extension)")
+    x.add_argument("--rows", type=_positive_int, default=1000, metavar="N", help="rows explained (default 1000)")
+    x.add_argument("--tasks", metavar="A,B", help="tasks to explain (default: all)")
+    x.add_argument("--method", default="integrated_gradients", choices=["integrated_gradients", "gradient_x_input"])
+    x.add_argument("--steps", type=_positive_int, default=64, metavar="N",
+                   help="integrated-gradients quadrature nodes (default 64)")
+    x.add_argument("-o", "--output", help="output folder (default: RUN/explain, or beside the .keras file)")
+    x.set_defaults(fn=_explain)
+
     r = sub.add_parser("report", help="render an HTML report (PNG plots) of the runs under LOGDIR")
     r.add_argument("logdir")
     r.add_argument("-o", "--output", help="HTML file (default LOGDIR/report.html)")
@@ -380,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from keras_mtl.config import ConfigError
     from keras_mtl.data.files import DataFileError
+    from keras_mtl.explanations import ExplainError
     from keras_mtl.export import ExportError, RequestError, ServingConfigError, VerificationError
     from keras_mtl.saving import CorruptModelFileError
 
@@ -387,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except (
         ConfigError, ServingConfigError, CorruptModelFileError, OSError, ModuleNotFoundError,
-        FloatingPointError, UsageError, DataFileError, ExportError, RequestError, VerificationError,
+        FloatingPointError, UsageError, DataFileError, ExportError, RequestError, VerificationError, ExplainError,
     ) as e:
         # OSError: a full disk, a read-only folder, a missing file: what and where, in one line.
         print(f"keras-mtl: error: {e}", file=sys.stderr)

@@ -20,6 +20,8 @@ import numpy as np
 from keras_mtl import diagram
 from keras_mtl._logs import split_log_key
 
+EXPLAIN_DIR = "explain"  # where `keras-mtl explain` writes a run's explanation
+
 
 def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar in one event directory: {tag: [(step, value), ...]}."""
@@ -42,7 +44,8 @@ def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def find_runs(logdir: str | os.PathLike) -> list[Path]:
-    """Run directories under `logdir`: those holding `train/` or `mtl/` event folders.
+    """Run directories under `logdir`: those holding `train/` or `mtl/` event folders, or an
+    `explain/` folder written by `keras-mtl explain`.
 
     Example:
     >>> find_runs("/nonexistent")
@@ -52,16 +55,22 @@ def find_runs(logdir: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         return []
     runs = {p.parent for p in root.rglob("*") if p.is_dir() and p.name in ("train", "mtl")}
+    runs |= {p.parent.parent for p in root.rglob(f"{EXPLAIN_DIR}/explanation.json")}
     return sorted(runs)
 
 
-def _png(fig) -> str:
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes; closes it."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def _png(fig) -> str:
+    return base64.b64encode(png_bytes(fig)).decode()
 
 
 def _task_names(run: Path, train: dict) -> list[str]:
@@ -127,9 +136,9 @@ def _series_plot(series: dict[str, list], title: str, ylabel: str) -> str | None
     return _png(fig)
 
 
-def _heatmap(matrix, rows, title, columns=None, share=False) -> str:
-    """A labelled matrix: blue for negative, white 0, red for positive (scaled to its largest |value|),
-    or, for `share`s in [0, 1] (gate weights), white 0 to red 1."""
+def heatmap_figure(matrix, rows, title, columns=None, share=False):
+    """A labelled matrix as a matplotlib figure: blue for negative, white 0, red for positive (scaled
+    to its largest |value|), or, for `share`s in [0, 1] (gate weights), white 0 to red 1."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +156,11 @@ def _heatmap(matrix, rows, title, columns=None, share=False) -> str:
             ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    return _png(fig)
+    return fig
+
+
+def _heatmap(matrix, rows, title, columns=None, share=False) -> str:
+    return _png(heatmap_figure(matrix, rows, title, columns, share))
 
 
 def _experts(run: Path, train: dict) -> list[tuple[str, str]]:
@@ -166,6 +179,33 @@ def _experts(run: Path, train: dict) -> list[tuple[str, str]]:
                 (title, _heatmap(level["weights"], level["gates"], "Mean gate weight", level["experts"], share=True))
             )
     return images
+
+
+def _explanation(run: Path) -> tuple[list[tuple[str, str]], str]:
+    """The pictures of `keras-mtl explain`'s result for this run, and its shared/task-specific table."""
+    path = run / EXPLAIN_DIR / "explanation.json"
+    if not path.is_file():
+        return [], ""
+    from keras_mtl.explanations.pictures import figures
+
+    summary = json.loads(path.read_text())
+    images = [(title, _png(fig)) for _, title, fig in figures(summary)]
+    kinds = {"shared": [], "specific": []}
+    for row in summary["sharing"]:
+        if row["kind"] in kinds:
+            kinds[row["kind"]].append(f"{row['column']} ({row['tasks']})" if row["kind"] == "specific" else row["column"])
+    table = (
+        f"<h3>Shared and task-specific columns ({html.escape(summary['method'])}, {summary['examples']} examples)</h3>"
+        f"<p>Shared: {html.escape(', '.join(kinds['shared']) or 'none')}</p>"
+        f"<p>Task-specific: {html.escape(', '.join(kinds['specific']) or 'none')}</p>"
+    )
+    collapsed = (summary.get("experts") or {}).get("collapsed") or []
+    if collapsed:
+        table += "<p class='note'>Near-identical experts (output cosine above {:.2f}): {}</p>".format(
+            summary["experts"]["collapse_cosine"],
+            html.escape(", ".join(f"{layer}/{i} and /{j} ({cos:.3f})" for layer, i, j, cos in collapsed)),
+        )
+    return images, table
 
 
 def _diagram(run: Path) -> tuple[str, str] | None:
@@ -235,6 +275,8 @@ def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = 
             metrics = json.loads(metrics_file.read_text())
             rows.append((name, metrics))
             columns.update(metrics)
+        explained = _explanation(run)
+        images += explained[0]
         architecture = _diagram(run)
         if architecture:
             images.insert(0, architecture)
@@ -248,6 +290,7 @@ def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = 
             body += "<h3>Suggested task groupings</h3><ul>" + "".join(
                 f"<li>{k} group(s): {html.escape(str(v))}</li>" for k, v in groupings.items()
             ) + "</ul>"
+        body += explained[1]
         sections.append(f"<section><h2>Run {html.escape(name)}</h2>{body}</section>")
     columns = sorted(columns)
     table = ""
