@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import _compat, _encoding as encoding, _heads as heads, _masking as masking
+from keras_mtl import _compat, _conditions as conditions, _encoding as encoding, _heads as heads, _masking as masking
 from keras_mtl import weighting as weighting_lib
 from keras_mtl._trackers import TaskMeans
 from keras_mtl.tasks import TargetMoments, Task, check_unique
@@ -76,6 +76,7 @@ class MultiTaskModel(keras.Model):
         tasks = check_unique(
             [t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t) for t in tasks]
         )
+        conditions.check_conditions(tasks, subset=unknown_labels == "ignore")
         if not isinstance(outputs, Mapping):
             raise TypeError(
                 "MultiTaskModel outputs must be a dict {task_name: tensor}; got "
@@ -108,6 +109,8 @@ class MultiTaskModel(keras.Model):
         self.weighting = None
         self._task_loss_tracker = TaskMeans(names, "_loss")
         self._task_weight_tracker = TaskMeans(names, "_weight")
+        joint = conditions.joint_tasks(tasks)
+        self._joint_auc = conditions.JointAUC(joint) if joint else None
 
     # ------------------------------------------------------------ structure
     @property
@@ -319,6 +322,22 @@ class MultiTaskModel(keras.Model):
             labels[task.name], weights[task.name] = task.prepare(
                 y[task.label], y_pred[task.name], sw, check=check
             )
+        # Conditional tasks count only their sample space (their `given` task positive). A
+        # given task the model lacks (a single-task baseline) is read from the labels alone.
+        outside = conditions.external_parents(self._tasks)
+        for parent in outside:
+            if parent.label not in y:
+                raise ValueError(
+                    f"No labels for {parent.name!r}, which task(s) "
+                    f"{[t.name for t in self._tasks if t.given == parent.name]} are given; the labels are {sorted(y)}."
+                )
+            like = next(y_pred[t.name] for t in self._tasks if t.given == parent.name)
+            labels[parent.name], weights[parent.name] = parent.prepare(
+                y[parent.label], tf.zeros((tf.shape(like)[0], 1), like.dtype), check=check
+            )
+        weights = conditions.condition(self._tasks, labels, weights)
+        for parent in outside:
+            del labels[parent.name], weights[parent.name]
         return labels, weights
 
     def task_losses(self, y, y_pred, sample_weight=None, *, check: bool | None = None) -> tuple[dict, dict]:
@@ -327,12 +346,15 @@ class MultiTaskModel(keras.Model):
         labels, weights = self.prepare_targets(y, y_pred, sample_weight, check=check)
         losses, counts = {}, {}
         for t in self._tasks:
-            target, pred = labels[t.name], y_pred[t.name]
+            target, pred, weight = labels[t.name], y_pred[t.name], weights[t.name]
+            if t.entire_space and t.given in y_pred:
+                # ESMM: p(given) x p(task | given) against both positive, over every example.
+                (target, weight), pred = conditions.joint_targets(t, labels, weights), conditions.joint_prediction(t, y_pred)
             scale = self._target_scales.get(t.name)
             if scale is not None:
                 # A normalised regression task: the loss compares z-scores, whatever the label's scale.
                 target, pred = scale.standardize(target), scale.standardize(pred)
-            losses[t.name], counts[t.name] = masking.masked_mean(t.unit_losses(target, pred), weights[t.name])
+            losses[t.name], counts[t.name] = masking.masked_mean(t.unit_losses(target, pred), weight)
         return losses, counts
 
     def _check_weight_keys(self, sample_weight: Mapping) -> None:
@@ -671,6 +693,8 @@ class MultiTaskModel(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, weights = self.prepare_targets(y, y_pred, sample_weight)
         self.__dict__.pop("_prepared", None)  # the step is done with it: no graph tensors kept alive
+        if self._joint_auc is not None:
+            self._joint_auc.update_state(labels, y_pred, weights)
         return super().compute_metrics(x, labels, y_pred, weights)
 
     # -------------------------------------------------------- serialization
@@ -777,7 +801,7 @@ def _check_labels(model: MultiTaskModel, y, where: str) -> bool:
     and fail wrapped in a "Graph execution error"; labels in memory are
     known up front, so they fail here with the task, value and row.
     """
-    from keras_mtl.data.checks import check_labels, has_labels
+    from keras_mtl.data.checks import check_conditions, check_labels, has_labels
 
     if len(model.tasks) == 1 and not isinstance(y, Mapping):
         y = {model.tasks[0].label: y}
@@ -798,6 +822,8 @@ def _check_labels(model: MultiTaskModel, y, where: str) -> bool:
                 )
         else:
             checked = False
+    if checked:
+        check_conditions(model.tasks, {t.label: np.asarray(y[t.label]) for t in model.tasks}, where)
     return checked
 
 

@@ -330,6 +330,11 @@ class TaskConfig:
     # Regression only: train on standardised targets, predict in the label's units
     # (see keras_mtl.tasks.Regression).
     normalize: bool = True
+    # A conditional task: the Binary task it is given (its loss and metrics count the
+    # examples where that task is positive); entire_space trains it as ESMM does.
+    given: _Optional[str] = None
+    entire_space: bool = False
+    inconsistent: _Literal["warn", "raise"] = "warn"
 
     def check(self, path):
         from keras_mtl import tasks
@@ -357,7 +362,8 @@ class TaskConfig:
         """The `keras_mtl.tasks.Task` this entry describes."""
         from keras_mtl import tasks
 
-        kwargs = {"label": self.label, "weight": self.weight, "tower": self.tower}
+        kwargs = {"label": self.label, "weight": self.weight, "tower": self.tower, "given": self.given,
+                  "entire_space": self.entire_space, "inconsistent": self.inconsistent}
         for key in ("num_classes", "num_labels", "num_tags", "units"):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
@@ -479,6 +485,14 @@ class Config:
             seen.add(t.name)
         if self.tasks and not any(t.weight > 0 for t in self.tasks):
             raise ConfigError("tasks: every task has weight 0, so nothing would be trained.")
+        if self.tasks:
+            from keras_mtl._conditions import check_conditions
+
+            try:
+                check_conditions([t.build() for t in self.tasks])
+            except ValueError as e:
+                index = next((i for i, t in enumerate(self.tasks) if f"Task {t.name!r}" in str(e)), None)
+                raise ConfigError(f"tasks[{index}].given: {e}" if index is not None else f"tasks: {e}") from None
         if self.model.architecture == "single_task" and len(self.tasks) != 1:
             raise ConfigError(
                 "model.architecture single_task trains one task: list exactly one entry in tasks "

@@ -80,6 +80,11 @@ def _task_names(run: Path, train: dict) -> list[str]:
 
         tasks = (yaml.safe_load(config.read_text()) or {}).get("tasks") or []
         names = [t["name"] for t in tasks if isinstance(t, dict) and "name" in t]
+        # A conditional Binary task's entire-space metrics (`<given>_and_<task>_auc`) have a row of their own.
+        names += [
+            f"{t['given']}_and_{t['name']}" for t in tasks
+            if isinstance(t, dict) and t.get("given") in names and t.get("type") == "binary"
+        ]
         if names:
             return names
     # Without a config: the names `epoch_<task>_loss` gives, less those that are

@@ -76,6 +76,22 @@ class Task:
         weight: fixed loss weight, used by the `"fixed"` weighting method.
         tower: sizes of task-specific Dense layers between the shared
             representation and the output layer.
+        given: the name of a Binary task this one is conditional on (a
+            conversion can only follow a click): its loss and metrics count
+            only the examples whose `given` label is positive, its sample
+            space. A Binary conditional task also logs
+            `<given>_and_<name>_auc`: p(given) x p(name | given) against
+            "both positive" over every example, and serves that product as
+            `<given>_and_<name>`.
+        entire_space: (a Binary task with `given` only) train it as ESMM
+            does (Ma et al. 2018): the loss compares p(given) x p(name |
+            given) with "both positive" over every example with a `given`
+            label, instead of p(name | given) over the positive ones; its
+            metrics stay conditional. `keras_mtl.models.esmm` sets it.
+        inconsistent: what a label of 1 for this task where its `given`
+            label is 0 is, when labels are checked before training:
+            `"warn"` (counted and reported; such examples are outside the
+            sample space anyway) or `"raise"`.
     """
 
     # How labels are compared with predictions: "elementwise" tasks score each
@@ -95,6 +111,9 @@ class Task:
         metrics: typing.Sequence[typing.Any] | None = None,
         weight: float = 1.0,
         tower: typing.Sequence[int] = (),
+        given: str | None = None,
+        entire_space: bool = False,
+        inconsistent: str = "warn",
     ):
         self.name = validate_name(name)
         self.label = validate_name(label if label is not None else name, "label")
@@ -107,6 +126,20 @@ class Task:
         self.loss = keras.losses.get(loss if loss is not None else self.default_loss)
         self._metrics = list(metrics) if metrics is not None else None
         self.tower = [int(u) for u in tower]
+        self.given = validate_name(given, "given") if given is not None else None
+        if self.given == self.name:
+            raise ValueError(f"Task {name!r} cannot be given itself (given={given!r}).")
+        if not isinstance(entire_space, bool):
+            raise ValueError(f"Task {name!r}: entire_space must be True or False, got {entire_space!r}.")
+        if entire_space and (self.given is None or type(self).__name__ != "Binary"):
+            raise ValueError(
+                f"Task {name!r}: entire_space=True trains p(given) x p({name} | given), so it needs a "
+                f"Binary task with `given` set; this is a {type(self).__name__} with given={given!r}."
+            )
+        self.entire_space = entire_space
+        if inconsistent not in ("warn", "raise"):
+            raise ValueError(f"Task {name!r}: inconsistent must be 'warn' or 'raise', got {inconsistent!r}.")
+        self.inconsistent = inconsistent
 
     # ------------------------------------------------------------------ model
     # Subclasses define `units`: the size of the output layer's last axis.
@@ -285,6 +318,9 @@ class Task:
             ),
             "weight": self.weight,
             "tower": list(self.tower),
+            "given": self.given,
+            "entire_space": self.entire_space,
+            "inconsistent": self.inconsistent,
         }
 
     @classmethod
@@ -298,7 +334,8 @@ class Task:
         return cls(**config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, weight={self.weight})"
+        given = f", given={self.given!r}" if self.given else ""
+        return f"{type(self).__name__}({self.name!r}, weight={self.weight}{given})"
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and _comparable(self.get_config()) == _comparable(

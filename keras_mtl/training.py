@@ -22,13 +22,14 @@ from keras_mtl import weighting as weighting_lib
 from keras_mtl.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, StopOnNonFiniteLoss, monitoring
 from keras_mtl._hparams import flatten, log_hparams
 from keras_mtl import optimizers
+from keras_mtl._conditions import log_groups
 from keras_mtl._logs import split_log_key
 
 @dataclasses.dataclass
 class RunResult:
     """What a run produced, for printing and for tests."""
 
-    task_names: list
+    task_names: list  # the tasks, then their joint probabilities (`<given>_and_<task>`): the metric table's rows
     test_metrics: dict
     log_dir: str
     checkpoint: str
@@ -148,15 +149,15 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
     if cfg.model.architecture == "single_task":
         model = models.single_task(data.inputs, tasks[0], trunk)
     else:
+        # A subset of the dataset's tasks reads its other labels without training on them
+        # (and a conditional task's given task from them, when the subset lacks it).
+        subset = {"unknown_labels": "ignore"} if _label_keys(data) - {t.label for t in tasks} else {}
         try:
             model = models.get(cfg.model.architecture)(
-                data.inputs, tasks, trunk, **cfg.model.hyperparameters()
+                data.inputs, tasks, trunk, **cfg.model.hyperparameters(), **subset
             )
         except ValueError as e:  # the factories check their arguments and tasks
             raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
-    if _label_keys(data) - {t.label for t in tasks}:
-        # A subset of the dataset's tasks: its other labels are read but not trained on.
-        model.unknown_labels = "ignore"
     model.compile(
         optimizer=optimizers.get(cfg.train.optimizer, learning_rate=cfg.train.learning_rate),
         weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
@@ -301,7 +302,7 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
     log_hparams(str(log_dir), flatten(config_lib.to_dict(cfg)), test_metrics, run_name)
     if not chief:
-        return RunResult([t.name for t in tasks], test_metrics, str(log_dir), str(checkpoint), "", {}, time.time() - start)
+        return RunResult(log_groups(tasks), test_metrics, str(log_dir), str(checkpoint), "", {}, time.time() - start)
 
     # A few test rows become the warmup requests TF Serving replays on load
     # (8: small enough for any max_batch_size a batching config would set).
@@ -311,7 +312,7 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     echo(f"Exported to {export_path}; verifying every signature as TF Serving loads it ...")
     report = export_lib.verify(export_path, data.sample(64, "test"), best)
     return RunResult(
-        task_names=[t.name for t in tasks],
+        task_names=log_groups(tasks),
         test_metrics=test_metrics,
         log_dir=str(log_dir),
         checkpoint=str(checkpoint),

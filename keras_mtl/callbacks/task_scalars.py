@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_mtl.callbacks._writer import MTLWriter
+from keras_mtl._conditions import log_groups
 from keras_mtl._logs import split_log_key
 
 
@@ -20,7 +21,7 @@ class TaskScalars(MTLWriter):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        names = self.task_names
+        names = log_groups(self.model.tasks)  # `click_and_buy_auc` is a group of its own, not click's
         for key, value in logs.items():
             owner = split_log_key(key, names)  # the longest task name: `a_b_auc` is a_b's, not a's
             if owner is not None:

@@ -12,6 +12,7 @@ from keras_mtl.data.dataset_mixture import bundled_mixture
 from keras_mtl.data.census import census_income
 from keras_mtl.data.dataset import MultiTaskData
 from keras_mtl.data.fashion import fashion_mnist
+from keras_mtl.data.impressions import simulated_impressions
 from keras_mtl.data.mixing import concatenate, mixture
 from keras_mtl.data.news20 import newsgroups
 from keras_mtl.data.pandas_source import from_pandas
@@ -47,6 +48,7 @@ __all__ = [
     "read",
     "sampling",
     "shuffle_epoch",
+    "simulated_impressions",
     "store_as_tfds",
     "text_vectorizer",
     "trump_tweets",

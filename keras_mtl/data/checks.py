@@ -8,10 +8,12 @@ checked here once, with the task, the column, the value and its row named.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from keras_mtl._conditions import joint_tasks
 from keras_mtl.tasks import Multilabel, Regression, Tagging, Task
 
 
@@ -156,3 +158,42 @@ def check_columns(
                 f"labels are {sorted(labels)}."
             )
         check_labels(task, labels[task.label], where, require_some=require_labels)
+    check_conditions(tasks, labels, where)
+
+
+def check_conditions(tasks: Sequence[Task], labels: Mapping[str, np.ndarray], where: str = "the data") -> None:
+    """Counts the examples where a conditional Binary task's label is 1 but its `given` label is 0.
+
+    Reported as a warning (they are outside the task's sample space, and
+    count as 0 in the entire space), or raised for a task built with
+    `inconsistent="raise"`. Tasks whose labels are not all given are skipped.
+
+    Example:
+    >>> from keras_mtl.tasks import Binary
+    >>> tasks = [Binary("click"), Binary("buy", given="click", inconsistent="raise")]
+    >>> check_conditions(tasks, {"click": np.array([1, 0, 0]), "buy": np.array([1, np.nan, 1])}, "split 'train'")
+    Traceback (most recent call last):
+    ...
+    ValueError: Task 'buy' (given 'click'): 1 example(s) in split 'train' have buy = 1 where click = 0 (first at row 2); inconsistent='raise' makes this an error.
+    """
+    by_name = {t.name: t for t in tasks}
+    for task in joint_tasks(tasks):
+        parent = by_name.get(task.given)
+        if parent is None or parent.label not in labels or task.label not in labels:
+            continue
+        p = np.asarray(labels[parent.label], dtype="float64").reshape(-1)
+        c = np.asarray(labels[task.label], dtype="float64").reshape(-1)
+        rows = np.flatnonzero(_present(parent, p) & (p == 0) & _present(task, c) & (c == 1))
+        if not len(rows):
+            continue
+        message = (
+            f"Task {task.name!r} (given {task.given!r}): {len(rows)} example(s) in {where} have "
+            f"{task.label} = 1 where {parent.label} = 0 (first at row {rows[0]}); "
+        )
+        if task.inconsistent == "raise":
+            raise ValueError(message + "inconsistent='raise' makes this an error.")
+        warnings.warn(
+            message + "they are outside its sample space and count as 0 in the entire space "
+            "(inconsistent='raise' makes this an error).",
+            stacklevel=3,
+        )

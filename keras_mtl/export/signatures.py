@@ -22,6 +22,7 @@ from typing import Callable, Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from keras_mtl import _conditions as conditions
 from keras_mtl.tasks import Multiclass, Tagging
 
 SERVING_DEFAULT = "serving_default"
@@ -108,14 +109,22 @@ def output_keys(model: keras.Model) -> dict[str, list[str]]:
 
 
 def _derived(model: keras.Model, name: str) -> dict[str, Callable]:
-    """`{derived output key: function of the task's output}` (none for plain Keras models)."""
+    """`{derived output key: function of the model's outputs}` (none for plain Keras models)."""
     task = model.get_task(name) if hasattr(model, "get_task") else None
     # argmax as int64: REST clients read a plain integer class/tag id.
     if isinstance(task, Multiclass):
-        return {f"{name}_class_id": lambda p: tf.argmax(p, axis=-1, output_type=tf.int64)}
+        return {f"{name}_class_id": lambda o: tf.argmax(o[name], axis=-1, output_type=tf.int64)}
     if isinstance(task, Tagging):
-        return {f"{name}_tags": lambda p: tf.argmax(p, axis=-1, output_type=tf.int64)}
+        return {f"{name}_tags": lambda o: tf.argmax(o[name], axis=-1, output_type=tf.int64)}
+    if task is not None and task in conditions.joint_tasks(model.tasks):
+        # p(given) x p(task | given): ESMM's pCTCVR, what bidding and ranking read.
+        return {conditions.joint_name(task): lambda o: _squeezed(conditions.joint_prediction(task, o))}
     return {}
+
+
+def _squeezed(value):
+    """A (batch, 1) output as (batch,), so a REST response reads one number per instance."""
+    return tf.squeeze(value, -1) if value.shape[-1] == 1 and value.shape.rank == 2 else value
 
 
 def serve(
@@ -139,12 +148,9 @@ def serve(
     outputs = model(model_input_structure(model, features), training=False)
     answer = {}
     for name in wanted:
-        value = outputs[name]
-        answer[name] = (
-            tf.squeeze(value, -1) if value.shape[-1] == 1 and value.shape.rank == 2 else value
-        )
+        answer[name] = _squeezed(outputs[name])
         for key, derive in _derived(model, name).items():
-            answer[key] = derive(value)
+            answer[key] = derive(outputs)
     return answer
 
 

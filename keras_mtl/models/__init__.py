@@ -13,6 +13,7 @@ import typing
 from keras_mtl._registry import Registry
 from keras_mtl.models._cgc import cgc
 from keras_mtl.models._cross_stitch import cross_stitch
+from keras_mtl.models._esmm import esmm
 from keras_mtl.models._mmoe import mmoe
 from keras_mtl.models._ple import ple
 from keras_mtl.models._shared_bottom import shared_bottom
@@ -67,6 +68,7 @@ __all__ = [
     "available",
     "cgc",
     "cross_stitch",
+    "esmm",
     "get",
     "mmoe",
     "ple",

@@ -1,0 +1,200 @@
+"""Conditional tasks (`Task(given=...)`): sample spaces, the entire-space product, and its AUC.
+
+A conversion can only follow a click. The conversion task's own output is
+p(conversion | click); its loss and metrics count the examples whose click
+label is positive (its sample space). Over every example, the quantity
+that can be checked is p(click) x p(conversion | click) against "clicked
+and converted" (ESMM's pCTCVR): logged as `<given>_and_<task>_auc`, served
+as `<given>_and_<task>`, and, for an `entire_space` task, what its loss
+is computed on.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_mtl.tasks import Binary, Task
+
+
+def joint_name(task: Task) -> str:
+    """The name of p(given) x p(task | given): `<given>_and_<task>`.
+
+    Example:
+    >>> joint_name(Binary("conversion", given="click"))
+    'click_and_conversion'
+    """
+    return f"{task.given}_and_{task.name}"
+
+
+def joint_tasks(tasks: Sequence[Task]) -> list[Task]:
+    """The conditional Binary tasks whose given task is among `tasks`: those with a joint
+    (entire-space) probability p(given) x p(task | given)."""
+    names = {t.name for t in tasks}
+    return [t for t in tasks if t.given in names and isinstance(t, Binary)]
+
+
+def log_groups(tasks: Sequence[Task]) -> list[str]:
+    """The names that own log keys: the tasks', then each joint probability's (whose
+    `<given>_and_<task>_auc` belongs to `<given>_and_<task>`, not to the given task).
+
+    Example:
+    >>> log_groups([Binary("click"), Binary("buy", given="click")])
+    ['click', 'buy', 'click_and_buy']
+    """
+    return [t.name for t in tasks] + [joint_name(t) for t in joint_tasks(tasks)]
+
+
+def external_parents(tasks: Sequence[Task]) -> list[Binary]:
+    """The given tasks that are not among `tasks`, as Binary tasks reading the label key `given`.
+
+    A model of a subset of a dataset's tasks (a single-task baseline, a task
+    group) can hold a conditional task without the task it is given: its
+    sample space then comes from the given task's labels alone.
+    """
+    names = {t.name for t in tasks}
+    return [Binary(g) for g in dict.fromkeys(t.given for t in tasks if t.given is not None and t.given not in names)]
+
+
+def check_conditions(tasks: Sequence[Task], *, subset: bool = False) -> None:
+    """Every `given` names another task of the model, a Binary one, without a cycle.
+
+    With `subset` (a model of some of a dataset's tasks), a given task may be
+    absent: its labels are read from the data under its name.
+
+    Example:
+    >>> check_conditions([Binary("click"), Binary("buy", given="click")])
+    >>> check_conditions([Binary("buy", given="click")])
+    Traceback (most recent call last):
+    ...
+    ValueError: Task 'buy' is given 'click', which is not a task of this model; its tasks are ['buy'].
+    """
+    by_name = {t.name: t for t in tasks}
+    for t in tasks:
+        if t.given is None:
+            continue
+        parent = by_name.get(t.given)
+        if parent is None and subset:
+            continue
+        if parent is None:
+            raise ValueError(
+                f"Task {t.name!r} is given {t.given!r}, which is not a task of this model; "
+                f"its tasks are {list(by_name)}."
+            )
+        if not isinstance(parent, Binary):
+            raise ValueError(
+                f"Task {t.name!r} is given {t.given!r}, a {type(parent).__name__} task; a task can only be "
+                "conditional on a Binary one (its positive examples are the sample space)."
+            )
+        if joint_name(t) in by_name:
+            raise ValueError(
+                f"Task {t.name!r} given {t.given!r} logs and serves {joint_name(t)!r}, which is also a "
+                "task's name; rename one of them."
+            )
+        chain, node = [t.name], parent
+        while node is not None and node.given is not None:
+            chain.append(node.name)
+            if node.given in chain:
+                raise ValueError(
+                    "Tasks are given each other in a cycle: " + " -> ".join(chain + [node.given]) + "."
+                )
+            node = by_name.get(node.given)
+
+
+def _rows(mask, like):
+    """A (batch, 1) or (batch,) mask shaped to multiply `like` (batch, ...)."""
+    mask = tf.reshape(mask, [-1])
+    return tf.reshape(mask, tf.concat([[-1], tf.ones([tf.rank(like) - 1], tf.int32)], 0))
+
+
+def positive(labels: Mapping, weights: Mapping, name: str):
+    """Where task `name`'s label is 1 and counted (weight > 0), as a (batch,) float mask."""
+    y, w = tf.reshape(labels[name], [-1]), tf.reshape(weights[name], [-1])
+    return tf.cast((y > 0.5) & (w > 0), w.dtype)
+
+
+def condition(tasks: Sequence[Task], labels: Mapping, weights: dict) -> dict:
+    """`weights` with each conditional task's examples outside its sample space zero-weighted.
+
+    Parents come first, so a task given a conditional task counts only the
+    examples where its whole chain is positive.
+
+    Example:
+    >>> tasks = [Binary("click"), Binary("buy", given="click")]
+    >>> labels = {"click": tf.constant([[1.0], [0.0], [1.0]]), "buy": tf.constant([[1.0], [0.0], [0.0]])}
+    >>> weights = {"click": tf.ones((3, 1)), "buy": tf.constant([[1.0], [0.0], [1.0]])}
+    >>> condition(tasks, labels, weights)["buy"].numpy().ravel().tolist()
+    [1.0, 0.0, 1.0]
+    """
+    weights = dict(weights)
+    done: set[str] = set()
+    pending = [t for t in tasks if t.given is not None]
+    while pending:
+        waiting = {p.name for p in pending}
+        ready = [t for t in pending if t.given not in waiting]
+        for t in ready:
+            weights[t.name] = weights[t.name] * _rows(positive(labels, weights, t.given), weights[t.name])
+            done.add(t.name)
+        pending = [t for t in pending if t.name not in done]
+    return weights
+
+
+def joint_targets(task: Task, labels: Mapping, weights: Mapping) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(label, weight)` of "given and task both positive" over the entire space.
+
+    `weights` are conditioned (`condition`): where the parent is positive the
+    task's own label and weight hold; where it is negative (and counted) the
+    joint label is 0 with the parent's weight; where the parent is missing
+    the example does not count.
+
+    Example:
+    >>> task = Binary("buy", given="click")
+    >>> labels = {"click": tf.constant([[1.0], [0.0], [0.0]]), "buy": tf.constant([[1.0], [0.0], [0.0]])}
+    >>> weights = {"click": tf.constant([[1.0], [1.0], [0.0]]), "buy": tf.constant([[1.0], [0.0], [0.0]])}
+    >>> y, w = joint_targets(task, labels, weights)
+    >>> y.numpy().ravel().tolist(), w.numpy().ravel().tolist()
+    ([1.0, 0.0, 0.0], [1.0, 1.0, 0.0])
+    """
+    parent = _rows(positive(labels, weights, task.given), labels[task.name])
+    y = tf.cast(labels[task.name], weights[task.name].dtype) * parent
+    w = tf.where(parent > 0, weights[task.name], tf.cast(weights[task.given], weights[task.name].dtype))
+    return y, w
+
+
+def joint_prediction(task: Task, y_pred: Mapping) -> tf.Tensor:
+    """p(given) x p(task | given)."""
+    return y_pred[task.given] * y_pred[task.name]
+
+
+class JointAUC(keras.metrics.Metric):
+    """For each conditional Binary task, the AUC of p(given) x p(task | given) against both labels
+    positive, over the entire space; logged as `<given>_and_<task>_auc`.
+
+    Example:
+    >>> m = JointAUC([Binary("buy", given="click")])
+    >>> labels = {"click": tf.constant([[1.0], [0.0], [1.0]]), "buy": tf.constant([[1.0], [0.0], [0.0]])}
+    >>> weights = {"click": tf.ones((3, 1)), "buy": tf.ones((3, 1))}
+    >>> preds = {"click": tf.constant([[0.9], [0.2], [0.8]]), "buy": tf.constant([[0.9], [0.9], [0.1]])}
+    >>> m.update_state(labels, preds, weights)
+    >>> {k: round(float(v), 3) for k, v in m.result().items()}
+    {'click_and_buy_auc': 1.0}
+    """
+
+    def __init__(self, tasks: Sequence[Task], name: str = "joint_auc", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.tasks = list(tasks)
+        self.aucs = [keras.metrics.AUC(name=f"{joint_name(t)}_auc") for t in self.tasks]
+
+    def update_state(self, labels, y_pred, weights):
+        for task, auc in zip(self.tasks, self.aucs):
+            y, w = joint_targets(task, labels, weights)
+            auc.update_state(y, joint_prediction(task, y_pred), sample_weight=w)
+
+    def result(self):
+        return {auc.name: auc.result() for auc in self.aucs}
+
+    def reset_state(self):
+        for auc in self.aucs:
+            auc.reset_state()
