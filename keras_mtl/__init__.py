@@ -18,11 +18,12 @@ from keras_mtl import callbacks, config, diagnostics, diagram, distribute, savin
 from keras_mtl import optimizers, preprocessing  # noqa: E402
 from keras_mtl import comparison  # noqa: E402
 from keras_mtl.comparison import compare  # noqa: E402
-from keras_mtl import explanations  # noqa: E402
+from keras_mtl import calibration, explanations  # noqa: E402
 from keras_mtl.explanations import explain  # noqa: E402
 
 __all__ = [
     "MultiTaskModel",
+    "calibration",
     "callbacks",
     "compare",
     "comparison",

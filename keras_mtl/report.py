@@ -45,7 +45,8 @@ def _scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def find_runs(logdir: str | os.PathLike) -> list[Path]:
     """Run directories under `logdir`: those holding `train/` or `mtl/` event folders, or an
-    `explain/` folder written by `keras-mtl explain`.
+    `explain/` folder written by `keras-mtl explain`, or a `calibration/` folder written by
+    `mtl.calibration.save_calibration`.
 
     Example:
     >>> find_runs("/nonexistent")
@@ -56,6 +57,7 @@ def find_runs(logdir: str | os.PathLike) -> list[Path]:
         return []
     runs = {p.parent for p in root.rglob("*") if p.is_dir() and p.name in ("train", "mtl")}
     runs |= {p.parent.parent for p in root.rglob(f"{EXPLAIN_DIR}/explanation.json")}
+    runs |= {p.parent.parent for p in root.rglob("calibration/calibration.json")}
     return sorted(runs)
 
 
@@ -213,6 +215,17 @@ def _explanation(run: Path) -> tuple[list[tuple[str, str]], str]:
     return images, table
 
 
+def _calibration(run: Path) -> list[tuple[str, str]]:
+    """The reliability diagrams of `mtl.calibration.save_calibration(report, <run>/calibration)`."""
+    path = run / "calibration" / "calibration.json"
+    if not path.is_file():
+        return []
+    from keras_mtl.calibration.pictures import reliability_figure
+
+    return [(f"Calibration of {task}", _png(reliability_figure(task, result)))
+            for task, result in json.loads(path.read_text()).items()]
+
+
 def _diagram(run: Path) -> tuple[str, str] | None:
     path = run / diagram.FILENAME
     if not path.is_file():
@@ -281,7 +294,7 @@ def render_report(logdir: str | os.PathLike, output: str | os.PathLike | None = 
             rows.append((name, metrics))
             columns.update(metrics)
         explained = _explanation(run)
-        images += explained[0]
+        images += explained[0] + _calibration(run)
         architecture = _diagram(run)
         if architecture:
             images.insert(0, architecture)

@@ -167,3 +167,17 @@ def test_class_id_out_of_range_names_the_task():
     # In-memory labels are checked before any graph: a plain ValueError naming the row.
     with pytest.raises(ValueError, match=r"Task 'topic' \(label 'topic'\) in the labels passed to fit: class id 7 at row 3"):
         model.fit(x, np.array([0, 1, 2, 7, 0, 1, 2, 1]), verbose=0)
+
+
+def test_focal_loss_for_rare_positives_is_a_loss_name_away():
+    # Lin et al. 2017, gamma = 2, no class balancing: -(1 - p_t)^2 log(p_t), on labelled examples only.
+    import keras_mtl as mtl
+
+    task = mtl.tasks.Binary("conversion", loss="binary_focal_crossentropy")
+    model = mtl.models.shared_bottom(keras.Input((2,)), [task])
+    y = np.array([1.0, 0.0, np.nan], "float32")
+    p = tf.constant([[0.8], [0.3], [0.5]])
+    losses, counts = model.task_losses({"conversion": y}, {"conversion": p})
+    expected = (0.2**2 * -np.log(0.8) + 0.3**2 * -np.log(0.7)) / 2
+    assert float(losses["conversion"]) == pytest.approx(expected, rel=1e-4)
+    assert float(counts["conversion"]) == 2
