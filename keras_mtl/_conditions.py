@@ -33,7 +33,7 @@ def joint_tasks(tasks: Sequence[Task]) -> list[Task]:
     """The conditional Binary tasks whose given task is among `tasks`: those with a joint
     (entire-space) probability p(given) x p(task | given)."""
     names = {t.name for t in tasks}
-    return [t for t in tasks if t.given in names and isinstance(t, Binary)]
+    return [t for t in tasks if isinstance(t, Binary) and t.given in names]
 
 
 def log_groups(tasks: Sequence[Task]) -> list[str]:

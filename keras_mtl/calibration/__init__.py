@@ -9,7 +9,7 @@ Example:
 ['bins', 'confidence', 'count']
 """
 
-from keras_mtl.calibration.calibrate import calibrate
+from keras_mtl.calibration.calibrated_model import calibrate
 from keras_mtl.calibration.fitting import fit_isotonic, fit_platt, pool_adjacent_violators
 from keras_mtl.calibration.layer import Calibration
 from keras_mtl.calibration.metrics import ExpectedCalibrationError, group_auc, reliability
