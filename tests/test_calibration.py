@@ -59,6 +59,13 @@ def test_calibrated_model_serves_saves_and_recalibrates(tmp_path):
     again = calibrate(calibrated, data, method="platt")
     assert [layer.name for layer in again.layers if isinstance(layer, Calibration)] == ["click_calibration"]
     assert again.get_layer("click_calibration").method == "platt"
+    # Calibrating one task keeps another's calibration.
+    two = mtl.models.shared_bottom(keras.Input((1,), name="x"), [Binary("click"), Binary("view")])
+    y2 = {"click": click, "view": 1 - click}
+    both = calibrate(two, ({"x": x}, y2))
+    once_more = calibrate(both, ({"x": x}, y2), tasks=["click"], method="isotonic")
+    assert once_more.get_layer("view_calibration") is both.get_layer("view_calibration")
+    assert once_more.get_layer("click_calibration").method == "isotonic"
     # The uncalibrated model is untouched, and the calibrated copy shares its other weights.
     assert not any(isinstance(layer, Calibration) for layer in model.layers)
     assert again.get_layer("click") is model.get_layer("click")

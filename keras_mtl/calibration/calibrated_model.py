@@ -98,11 +98,10 @@ def calibrate(model: MultiTaskModel, data, tasks=None, method: str = "platt", *,
     for t in model.tasks:
         tensor = model.output[t.name]
         layer, node = producer(tensor)
-        if isinstance(layer, Calibration):  # recalibrate from the uncalibrated output
+        if t.name in names and isinstance(layer, Calibration):  # recalibrated from its uncalibrated output
             tensor = node.input_tensors[0]
-        base[t.name] = tensor
-    uncalibrated = keras.Model(model.input, base)
-    preds, labels, weights = _held_out(uncalibrated_view(model, uncalibrated), data)
+        base[t.name] = tensor  # other tasks keep their output, calibrated or not
+    preds, labels, weights = _held_out(_view(model, base), data)
     outputs, report = dict(base), {}
     for name in names:
         keep = weights[name] > 0
@@ -135,9 +134,9 @@ def calibrate(model: MultiTaskModel, data, tasks=None, method: str = "platt", *,
     return calibrated
 
 
-def uncalibrated_view(model: MultiTaskModel, uncalibrated: keras.Model) -> MultiTaskModel:
-    """`model`'s tasks over its outputs before any calibration, to read held-out predictions from."""
+def _view(model: MultiTaskModel, outputs: dict) -> MultiTaskModel:
+    """`model`'s tasks over other output tensors of its graph, to read held-out predictions from."""
     return MultiTaskModel(
-        uncalibrated.input, uncalibrated.output, name=f"{model.name}_uncalibrated", tasks=model.tasks,
+        model.input, outputs, name=f"{model.name}_uncalibrated", tasks=model.tasks,
         unknown_labels=model.unknown_labels,
     )
