@@ -42,7 +42,7 @@ def choices() -> dict[str, list]:
 
     Example:
     >>> choices()["tasks[].type"]
-    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging']
+    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging', 'zero_inflated_lognormal']
     """
     from keras_mtl import models, optimizers, tasks, weighting
     from keras_mtl.data import datasets, sampling

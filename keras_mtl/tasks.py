@@ -653,14 +653,63 @@ def available() -> list[str]:
 
     Example:
     >>> available()
-    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging']
+    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging', 'zero_inflated_lognormal']
     """
     return _TASK_TYPES.available()
 
 
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class ZeroInflatedLognormal(Task):
+    """A value that is 0 for most examples and heavy-tailed otherwise (lifetime value, spend):
+    zero-inflated lognormal (ZILN; Wang, Liu and Miao 2019).
+
+    The output has three units: the logit of "value > 0", and the mean and
+    (softplus) scale of the log of a positive value. The loss is the
+    cross-entropy of "value > 0" plus the lognormal's negative
+    log-likelihood of each positive value. Metrics: `mae` of the expected
+    value and `positive_auc` (the AUC of P(value > 0)). The export serves the
+    expected value, p * exp(mu + sigma^2 / 2), as `<task>_value` next to the
+    three parameters. Labels are values >= 0; NaN marks a missing one.
+
+    Example:
+    >>> task = ZeroInflatedLognormal("ltv")
+    >>> task.units, [m.name for m in task.metrics()]
+    (3, ['mae', 'positive_auc'])
+    """
+
+    target_kind = "sparse"  # one label per example for the three output units
+    missing_class_id = None
+    units = 3
+
+    def __init__(self, name: str, **kwargs):
+        from keras_mtl import _ziln
+
+        kwargs.setdefault("loss", _ziln.ziln_loss)
+        super().__init__(name, **kwargs)
+
+    def label_rule(self, low, high):
+        valid = (low >= tf.cast(0, low.dtype)) & tf.math.is_finite(high) if low.dtype.is_floating else low >= 0
+        return valid, f"Task {self.name}: values must be finite and >= 0 (NaN = missing)"
+
+    def label_shape_hint(self):
+        return "one value >= 0"
+
+    def default_metrics(self):
+        from keras_mtl import _ziln
+
+        return [keras.metrics.MeanMetricWrapper(_ziln.ziln_mae, name="mae"), _ziln.ZILNPositiveAUC(name="positive_auc")]
+
+    @staticmethod
+    def expected_value(y_pred):
+        """The expected value of each example's prediction (what the export serves as `<task>_value`)."""
+        from keras_mtl import _ziln
+
+        return _ziln.expected_value(y_pred)
+
+
 for _type_name, _cls in (
     ("binary", Binary), ("multiclass", Multiclass), ("multilabel", Multilabel),
-    ("regression", Regression), ("tagging", Tagging),
+    ("regression", Regression), ("tagging", Tagging), ("zero_inflated_lognormal", ZeroInflatedLognormal),
 ):
     register(_type_name, _cls)
 

@@ -135,7 +135,7 @@ def test_shuffled_in_memory_pipeline_is_exact_under_mirrored_strategy(rng):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entire_space", [False, True], ids=["conditional", "esmm"])
-def test_conditional_tasks_are_exact_under_mirrored_strategy(rng, entire_space):
+def test_conditional_and_ziln_tasks_are_exact_under_mirrored_strategy(rng, entire_space):
     n = 48
     x = rng.normal(size=(n, 5)).astype("float32")
     click = (x[:, 0] > 0).astype("float32")
@@ -143,23 +143,27 @@ def test_conditional_tasks_are_exact_under_mirrored_strategy(rng, entire_space):
     click[position < 8] = (x[position < 8, 0] > 1.0)  # replica 0 sees far fewer clicks: uneven sample spaces
     buy = np.where(click == 1, (x[:, 2] > 0).astype("float32"), np.nan).astype("float32")
     assert click[:8].sum() != click[8:16].sum()
+    # A zero-inflated value, missing on some rows (the ZILN task trains alongside).
+    spend = np.where(buy == 1, np.exp(x[:, 3]), 0.0).astype("float32")
+    spend[position % 5 == 0] = np.nan
     initial, runs = None, []
     for strategy in strategies():
         with strategy.scope():
             model = mtl.models.shared_bottom(
                 keras.Input((5,)),
-                [tasks.Binary("click"), tasks.Binary("buy", given="click", entire_space=entire_space)],
+                [tasks.Binary("click"), tasks.Binary("buy", given="click", entire_space=entire_space),
+                 tasks.ZeroInflatedLognormal("spend")],
                 trunk=mtl.trunks.mlp([16, 8]),
             )
             initial = initial or [w.copy() for w in model.get_weights()]  # not views of the variables
             model.set_weights(initial)
             model.compile(optimizer=keras.optimizers.SGD(0.1))
-        ds = tf.data.Dataset.from_tensor_slices((x, {"click": click, "buy": buy})).batch(GLOBAL_BATCH)
+        ds = tf.data.Dataset.from_tensor_slices((x, {"click": click, "buy": buy, "spend": spend})).batch(GLOBAL_BATCH)
         history = model.fit(ds, epochs=2, verbose=0).history
         runs.append((model.get_weights(), history))
     (one, h1), (two, h2) = runs
     assert max(np.abs(w - w0).max() for w, w0 in zip(one, initial)) > 1e-3
     for w1, w2 in zip(one, two):
         np.testing.assert_allclose(w1, w2, atol=1e-5, rtol=0)
-    for key in ("click_loss", "buy_loss", "loss", "buy_auc", "click_and_buy_auc"):
+    for key in ("click_loss", "buy_loss", "spend_loss", "loss", "buy_auc", "click_and_buy_auc", "spend_mae"):
         np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)

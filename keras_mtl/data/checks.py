@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from keras_mtl._conditions import joint_tasks
-from keras_mtl.tasks import Multilabel, Regression, Tagging, Task
+from keras_mtl.tasks import Multilabel, Tagging, Task, ZeroInflatedLognormal
 
 
 def check_features(features: Mapping[str, np.ndarray], where: str = "the data") -> None:
@@ -109,9 +109,14 @@ def check_labels(task: Task, column, where: str = "the data", *, require_some: b
 
     if floats and not np.isfinite(real).all():
         value, row = first(~np.isfinite(real))
-        missing = "NaN" if isinstance(task, Regression) else "-1 or NaN"
+        missing = "NaN" if task.missing_class_id is None else "-1 or NaN"
         raise ValueError(f"{owner}: label {value} at row {row} is not finite; mark a missing label with {missing}.")
-    if task.target_kind == "sparse":
+    if isinstance(task, ZeroInflatedLognormal):
+        bad = real < 0
+        if bad.any():
+            value, row = first(bad)
+            raise ValueError(f"{owner}: value {value} at row {row} is negative; values are >= 0 (NaN = missing).")
+    elif task.target_kind == "sparse":
         bad = (real < 0) | (real >= task.units) | (real != np.round(real))
         if bad.any():
             value, row = first(bad)

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtl import _conditions as conditions
-from keras_mtl.tasks import Multiclass, Tagging
+from keras_mtl.tasks import Multiclass, Tagging, ZeroInflatedLognormal
 
 SERVING_DEFAULT = "serving_default"
 TF_EXAMPLE = "serve_tf_example"
@@ -116,6 +116,8 @@ def _derived(model: keras.Model, name: str) -> dict[str, Callable]:
         return {f"{name}_class_id": lambda o: tf.argmax(o[name], axis=-1, output_type=tf.int64)}
     if isinstance(task, Tagging):
         return {f"{name}_tags": lambda o: tf.argmax(o[name], axis=-1, output_type=tf.int64)}
+    if isinstance(task, ZeroInflatedLognormal):
+        return {f"{name}_value": lambda o: task.expected_value(o[name])}
     if task is not None and task in conditions.joint_tasks(model.tasks):
         # p(given) x p(task | given): ESMM's pCTCVR, what bidding and ranking read.
         return {conditions.joint_name(task): lambda o: _squeezed(conditions.joint_prediction(task, o))}
