@@ -115,6 +115,36 @@ def positive(labels: Mapping, weights: Mapping, name: str):
     return tf.cast((y > 0.5) & (w > 0), w.dtype)
 
 
+def consistency_checks(tasks: Sequence[Task], labels: Mapping, weights: Mapping) -> list:
+    """In-step asserts, for the tasks built with `inconsistent="raise"`, that no counted label of 1
+    sits where the given task's counted label is 0 (data checked before the step is counted there
+    instead; see `keras_mtl.data.checks.check_conditions`). Returns the assert ops (none in eager
+    mode, where a failing assert raises at once).
+
+    Example:
+    >>> tasks = [Binary("click"), Binary("buy", given="click", inconsistent="raise")]
+    >>> labels = {"click": tf.constant([[0.0]]), "buy": tf.constant([[1.0]])}
+    >>> try:
+    ...     consistency_checks(tasks, labels, {"click": tf.ones((1, 1)), "buy": tf.ones((1, 1))})
+    ... except tf.errors.InvalidArgumentError as e:
+    ...     print(e.message.split("assertion failed: ")[1].split(" [Op")[0])
+    [Task buy (given click): a label of 1 where click is 0, and inconsistent=raise; examples in the batch:] [1]
+    """
+    checks = []
+    for t in tasks:
+        if t.inconsistent != "raise" or not isinstance(t, Binary) or t.given not in labels:
+            continue
+        parent_zero = (tf.reshape(labels[t.given], [-1]) < 0.5) & (tf.reshape(weights[t.given], [-1]) > 0)
+        child_one = (tf.reshape(labels[t.name], [-1]) > 0.5) & (tf.reshape(weights[t.name], [-1]) > 0)
+        bad = tf.reduce_sum(tf.cast(parent_zero & child_one, tf.int32))
+        # Unquoted names: the op prints its message's quotes escaped (see Task.label_checks).
+        message = f"Task {t.name} (given {t.given}): a label of 1 where {t.given} is 0, and inconsistent=raise; examples in the batch:"
+        check = tf.raw_ops.Assert(condition=tf.equal(bad, 0), data=[message, bad])
+        if not tf.executing_eagerly():
+            checks.append(check)
+    return checks
+
+
 def condition(tasks: Sequence[Task], labels: Mapping, weights: dict) -> dict:
     """`weights` with each conditional task's examples outside its sample space zero-weighted.
 

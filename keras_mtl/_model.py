@@ -335,6 +335,10 @@ class MultiTaskModel(keras.Model):
             labels[parent.name], weights[parent.name] = parent.prepare(
                 y[parent.label], tf.zeros((tf.shape(like)[0], 1), like.dtype), check=check
             )
+        checks = conditions.consistency_checks(self._tasks, labels, weights) if check else []
+        if checks:
+            with tf.control_dependencies(checks):
+                weights = {k: tf.identity(v) for k, v in weights.items()}
         weights = conditions.condition(self._tasks, labels, weights)
         for parent in outside:
             del labels[parent.name], weights[parent.name]

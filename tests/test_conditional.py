@@ -229,3 +229,16 @@ def test_the_joint_auc_has_its_own_group_in_tensorboard_and_the_metric_table(tmp
     assert not any(t.startswith("click/and_") for t in tags)
     table = metric_table({k: v[-1] for k, v in history.history.items()}, mtl._conditions.log_groups(model.tasks))
     assert table.splitlines()[-1].split()[0] == "click_and_buy"
+
+
+def test_a_user_pipeline_with_inconsistent_labels_fails_in_the_step_when_asked():
+    x = np.zeros((4, 3), "float32")
+    y = {"click": np.array([1, 0, 1, 0], "float32"), "buy": np.array([1, 1, 0, np.nan], "float32")}
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    strict = _model(Binary("buy", given="click", inconsistent="raise"))
+    strict.compile(optimizer="sgd", jit_compile=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Task buy \\(given click\\): a label of 1 where click is 0"):
+        strict.fit(ds, epochs=1, verbose=0)
+    lenient = _model(Binary("buy", given="click"))
+    lenient.compile(optimizer="sgd", jit_compile=False)
+    lenient.fit(ds, epochs=1, verbose=0)  # warn (the default) does not stop a user pipeline
