@@ -59,7 +59,8 @@ def external_parents(tasks: Sequence[Task]) -> list[Binary]:
 
 
 def check_conditions(tasks: Sequence[Task], *, subset: bool = False) -> None:
-    """Every `given` names another task of the model, a Binary one, without a cycle.
+    """Every `given` names another task of the model, a Binary one, without a cycle; every
+    `at_most` names a Binary task of the model.
 
     With `subset` (a model of some of a dataset's tasks), a given task may be
     absent: its labels are read from the data under its name.
@@ -73,6 +74,11 @@ def check_conditions(tasks: Sequence[Task], *, subset: bool = False) -> None:
     """
     by_name = {t.name: t for t in tasks}
     for t in tasks:
+        if t.at_most is not None and not isinstance(by_name.get(t.at_most), Binary):
+            raise ValueError(
+                f"Task {t.name!r} is at_most {t.at_most!r}, which is not a Binary task of this model; "
+                f"its tasks are {list(by_name)}."
+            )
         if t.given is None:
             continue
         parent = by_name.get(t.given)
@@ -191,6 +197,17 @@ def joint_targets(task: Task, labels: Mapping, weights: Mapping) -> tuple[tf.Ten
     y = tf.cast(labels[task.name], weights[task.name].dtype) * parent
     w = tf.where(parent > 0, weights[task.name], tf.cast(weights[task.given], weights[task.name].dtype))
     return y, w
+
+
+def excess(task: Task, y_pred: Mapping) -> tf.Tensor:
+    """`at_most_weight` x max(p(task) - p(at_most), 0), per example (AITM's calibrator).
+
+    Example:
+    >>> task = Binary("buy", at_most="click", at_most_weight=2.0)
+    >>> excess(task, {"click": tf.constant([[0.5], [0.2]]), "buy": tf.constant([[0.1], [0.3]])}).numpy().astype(float).round(3).tolist()
+    [[0.0], [0.2]]
+    """
+    return task.at_most_weight * tf.nn.relu(y_pred[task.name] - tf.cast(y_pred[task.at_most], y_pred[task.name].dtype))
 
 
 def joint_prediction(task: Task, y_pred: Mapping) -> tf.Tensor:

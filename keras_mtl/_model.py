@@ -358,7 +358,10 @@ class MultiTaskModel(keras.Model):
             if scale is not None:
                 # A normalised regression task: the loss compares z-scores, whatever the label's scale.
                 target, pred = scale.standardize(target), scale.standardize(pred)
-            losses[t.name], counts[t.name] = masking.masked_mean(t.unit_losses(target, pred), weight)
+            unit = t.unit_losses(target, pred)
+            if t.at_most is not None and t.at_most in y_pred:
+                unit = unit + conditions.excess(t, y_pred)  # p(task) <= p(at_most), per labelled example
+            losses[t.name], counts[t.name] = masking.masked_mean(unit, weight)
         return losses, counts
 
     def _check_weight_keys(self, sample_weight: Mapping) -> None:

@@ -335,6 +335,9 @@ class TaskConfig:
     given: _Optional[str] = None
     entire_space: bool = False
     inconsistent: _Literal["warn", "raise"] = "warn"
+    # A Binary task whose probability this one's should not exceed, and the penalty's weight.
+    at_most: _Optional[str] = None
+    at_most_weight: float = 1.0
 
     def check(self, path):
         from keras_mtl import tasks
@@ -363,7 +366,8 @@ class TaskConfig:
         from keras_mtl import tasks
 
         kwargs = {"label": self.label, "weight": self.weight, "tower": self.tower, "given": self.given,
-                  "entire_space": self.entire_space, "inconsistent": self.inconsistent}
+                  "entire_space": self.entire_space, "inconsistent": self.inconsistent,
+                  "at_most": self.at_most, "at_most_weight": self.at_most_weight}
         for key in ("num_classes", "num_labels", "num_tags", "units"):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)

@@ -92,6 +92,11 @@ class Task:
             label is 0 is, when labels are checked before training:
             `"warn"` (counted and reported; such examples are outside the
             sample space anyway) or `"raise"`.
+        at_most: (Binary) the name of a Binary task whose probability this
+            one's should not exceed (a purchase is no likelier than the click
+            it needs): the loss adds `at_most_weight` x max(p(task) -
+            p(at_most), 0) per labelled example (AITM's calibrator).
+        at_most_weight: the weight of that penalty.
     """
 
     # How labels are compared with predictions: "elementwise" tasks score each
@@ -114,6 +119,8 @@ class Task:
         given: str | None = None,
         entire_space: bool = False,
         inconsistent: str = "warn",
+        at_most: str | None = None,
+        at_most_weight: float = 1.0,
     ):
         self.name = validate_name(name)
         self.label = validate_name(label if label is not None else name, "label")
@@ -140,6 +147,16 @@ class Task:
         if inconsistent not in ("warn", "raise"):
             raise ValueError(f"Task {name!r}: inconsistent must be 'warn' or 'raise', got {inconsistent!r}.")
         self.inconsistent = inconsistent
+        self.at_most = validate_name(at_most, "at_most") if at_most is not None else None
+        if self.at_most is not None and (self.at_most == self.name or type(self).__name__ != "Binary"):
+            raise ValueError(
+                f"Task {name!r}: at_most bounds a Binary task's probability by another Binary task's; "
+                f"got at_most={at_most!r} on a {type(self).__name__} task."
+            )
+        at_most_weight = float(at_most_weight)
+        if not at_most_weight >= 0 or at_most_weight == float("inf"):
+            raise ValueError(f"Task {name!r}: at_most_weight must be a finite number >= 0, got {at_most_weight}.")
+        self.at_most_weight = at_most_weight
 
     # ------------------------------------------------------------------ model
     # Subclasses define `units`: the size of the output layer's last axis.
@@ -321,6 +338,8 @@ class Task:
             "given": self.given,
             "entire_space": self.entire_space,
             "inconsistent": self.inconsistent,
+            "at_most": self.at_most,
+            "at_most_weight": self.at_most_weight,
         }
 
     @classmethod

@@ -14,6 +14,7 @@ from keras_mtl.layers.experts import Experts
 from keras_mtl.layers.gate import Gate
 from keras_mtl.layers.gate_usage import GateTable, gate_layout, gate_tables
 from keras_mtl.layers.gate_statistics import GateStatistics
+from keras_mtl.layers.information_transfer import InformationTransfer
 from keras_mtl.layers.log_names import training_only_log_names
 from keras_mtl.layers.mixture import MixExperts
 from keras_mtl.layers.soft_sharing import SoftSharingPenalty
@@ -25,6 +26,7 @@ __all__ = [
     "Gate",
     "GateStatistics",
     "GateTable",
+    "InformationTransfer",
     "MixExperts",
     "ScaledDense",
     "SoftSharingPenalty",

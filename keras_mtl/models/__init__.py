@@ -11,6 +11,7 @@ from __future__ import annotations
 import typing
 
 from keras_mtl._registry import Registry
+from keras_mtl.models._aitm import aitm
 from keras_mtl.models._cgc import cgc
 from keras_mtl.models._cross_stitch import cross_stitch
 from keras_mtl.models._esmm import esmm
@@ -65,6 +66,7 @@ for _factory in (shared_bottom, single_task, mmoe, cgc, ple, cross_stitch, soft_
     register(_factory.__name__, _factory)
 
 __all__ = [
+    "aitm",
     "available",
     "cgc",
     "cross_stitch",

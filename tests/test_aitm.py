@@ -1,0 +1,58 @@
+"""AITM: information transfer between funnel steps' towers, and the p(later) <= p(earlier) calibrator."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mtl as mtl
+from keras_mtl.layers import InformationTransfer
+from keras_mtl.tasks import Binary, Regression
+
+
+def test_information_transfer_is_attention_over_the_two_inputs():
+    layer = InformationTransfer()
+    rng = np.random.default_rng(0)
+    p, q = rng.normal(size=(3, 4)).astype("float32"), rng.normal(size=(3, 4)).astype("float32")
+    z = np.asarray(layer([p, q]))
+    w1, w2, w3 = (layer.h1.kernel.numpy(), layer.h2.kernel.numpy(), layer.h3.kernel.numpy())
+    for i in range(3):
+        scores = np.array([(u @ w1) @ (u @ w2) / 2.0 for u in (p[i], q[i])])  # / sqrt(4)
+        weights = np.exp(scores) / np.exp(scores).sum()
+        np.testing.assert_allclose(z[i], weights[0] * (p[i] @ w3) + weights[1] * (q[i] @ w3), rtol=1e-5)
+
+
+def test_aitm_builds_a_chain_and_the_calibrator_bounds_later_steps():
+    tasks = [Binary("view"), Binary("click"), Binary("buy")]
+    model = mtl.models.aitm(keras.Input((5,), name="x"), tasks, tower_units=[8], calibrator=0.6)
+    assert [model.get_task(n).at_most for n in ("view", "click", "buy")] == [None, "view", "click"]
+    assert model.get_layer("buy_ait") is not None and model.get_layer("click_transfer") is not None
+    # The penalty, by hand: 0.6 x max(p(buy) - p(click), 0) added to buy's per-example loss.
+    y = {n: np.array([1.0, 0.0], "float32") for n in ("view", "click", "buy")}
+    preds = {"view": tf.constant([[0.9], [0.5]]), "click": tf.constant([[0.4], [0.2]]),
+             "buy": tf.constant([[0.6], [0.1]])}
+    losses, _ = model.task_losses(y, preds)
+    bce = -(np.log(0.6) + np.log(0.9)) / 2
+    assert float(losses["buy"]) == pytest.approx(bce + 0.6 * (0.2 + 0.0) / 2, rel=1e-5)
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(256, 5)).astype("float32")
+    view = (x[:, 0] > -0.5).astype("float32")
+    click = view * (x[:, 1] > 0)
+    buy = click * (x[:, 2] > 0)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = model.fit({"x": x}, {"view": view, "click": click, "buy": buy}, epochs=3, batch_size=64, verbose=0)
+    assert history.history["buy_auc"][-1] > 0.8
+
+
+def test_bad_aitm_and_at_most_requests():
+    x = keras.Input((3,))
+    with pytest.raises(ValueError, match="aitm: tasks must be two or more Binary tasks"):
+        mtl.models.aitm(x, [Binary("click"), Regression("spend")])
+    with pytest.raises(ValueError, match="calibrator must be >= 0"):
+        mtl.models.aitm(x, [Binary("click"), Binary("buy")], calibrator=-1)
+    with pytest.raises(ValueError, match="Task 'buy' is at_most 'clik', which is not a Binary task of this model"):
+        mtl.models.shared_bottom(x, [Binary("click"), Binary("buy", at_most="clik")])
+    with pytest.raises(ValueError, match="at_most bounds a Binary task's probability"):
+        Regression("spend", at_most="click")
+    with pytest.raises(ValueError, match="at_most_weight must be a finite number >= 0"):
+        Binary("buy", at_most="click", at_most_weight=-0.5)
