@@ -14,7 +14,11 @@ seeds:
 - `conditional`: shared-bottom with `click` and `conversion` given click
   (the conversion loss on clicked impressions; the trunk shared with CTR);
 - `esmm`: `mtl.models.esmm` (shared-bottom under it): pCTR on clicks and
-  pCTR x pCVR on "clicked and converted", over every impression.
+  pCTR x pCVR on "clicked and converted", over every impression;
+- `aitm`: `mtl.models.aitm` with towers of 32 and the calibrator at 0.6:
+  `click` and `purchase` (clicked and converted, 0 where not clicked) over
+  every impression, pCVR read as p(purchase) / p(click), stopped on the
+  validation AUC of p(purchase).
 
 Scored on every test impression: the AUC of pCVR against `would_convert`
 (the conversion drawn for every impression, clicked or not: what a CVR
@@ -98,19 +102,20 @@ def main() -> None:
            "max_epochs": args.epochs, "runs": {}, "epoch_seconds": {}, "epochs_run": {}}
     joint_label = (test["click"] == 1) & (test["would_convert"] == 1)
 
-    def data_for(rows, tasks):
+    def data_for(rows, tasks, test_rows=test):
         # Labels of tasks a model lacks are not features (the clicked-only model would read `click`).
-        unused = {c: "drop" for c in ("click", "conversion") if c not in {t.label for t in tasks}}
-        return mtl.data.from_dataframe({"train": rows, "test": test}, tasks, features={**drop, **unused}, echo=None)
+        labels = {t.label for t in tasks}
+        unused = {c: "drop" for c in ("click", "conversion", "purchase") if c in rows and c not in labels}
+        return mtl.data.from_dataframe({"train": rows, "test": test_rows}, tasks, features={**drop, **unused}, echo=None)
 
-    def fit(model, data, timer=None):
+    def fit(model, data, timer=None, monitor="val_conversion_auc"):
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         fast = data.encoded(model)
         # The clicked-only model has a tenth of the rows: each model trains to its own best epoch.
         # Each model is selected on what a practitioner can observe of pCVR: its AUC on the
         # clicked validation impressions. (ESMM's validation loss, on the product, rises from
         # the first epoch as pCTR overfits the ids, while pCVR is still learning.)
-        callbacks = [keras.callbacks.EarlyStopping("val_conversion_auc", mode="max", patience=2, restore_best_weights=True)]
+        callbacks = [keras.callbacks.EarlyStopping(monitor, mode="max", patience=2, restore_best_weights=True)]
         callbacks += [timer.callback] if timer else []
         history = model.fit(fast.train, validation_data=fast.validation, epochs=args.epochs, verbose=0, callbacks=callbacks)
         out["epochs_run"].setdefault(model.name, []).append(len(history.history["loss"]))
@@ -142,6 +147,19 @@ def main() -> None:
         data = data_for(train[train["click"] == 1], [Binary("conversion")])
         model = mtl.models.single_task(data.inputs, Binary("conversion"), mtl.trunks.tabular(data.feature_space, [64, 32]))
         results["cvr_on_clicks"] = {"pcvr": fit(model, data)["conversion"][:, 0]}
+        keras.utils.set_random_seed(seed)
+        # AITM predicts each funnel step over every impression: "purchase" is 0 where nothing was
+        # clicked; its pCVR is p(purchase) / p(click).
+        funnel = [Binary("click"), Binary("purchase")]
+        data = data_for(train.assign(purchase=train["conversion"].fillna(0.0)), funnel,
+                        test.assign(purchase=test["conversion"].fillna(0.0)))
+        timer = EpochTimes()
+        model = mtl.models.aitm(data.inputs, funnel, mtl.trunks.tabular(data.feature_space, [64, 32]),
+                                tower_units=[32], calibrator=0.6)
+        pred = fit(model, data, timer, monitor="val_purchase_auc")
+        pctr, pjoint = pred["click"][:, 0], pred["purchase"][:, 0]
+        results["aitm"] = {"pcvr": np.clip(pjoint / np.maximum(pctr, 1e-6), 0, 1), "pctr": pctr, "pjoint": pjoint}
+        out["epoch_seconds"].setdefault("aitm", []).append(statistics.median(timer.times[1:] or timer.times))
         for name in ("conditional", "esmm"):
             keras.utils.set_random_seed(seed)
             tasks = [Binary("click"), Binary("conversion", given="click")]
@@ -172,7 +190,7 @@ def main() -> None:
                 "cvr_mae_vs_true": float(np.abs(r["pcvr"] - test["true_cvr"]).mean()),
             }
             if "pctr" in r:
-                row["ctcvr_auc"] = auc(joint_label, r["pctr"] * r["pcvr"])
+                row["ctcvr_auc"] = auc(joint_label, r.get("pjoint", r["pctr"] * r["pcvr"]))
             out["runs"].setdefault(name, []).append(row)
         print(f"seed {seed}: " + json.dumps({k: v[-1] for k, v in out["runs"].items()}), flush=True)
     summary = {}
