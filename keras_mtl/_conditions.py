@@ -121,6 +121,46 @@ def positive(labels: Mapping, weights: Mapping, name: str):
     return tf.cast((y > 0.5) & (w > 0), w.dtype)
 
 
+def sample_spaces(tasks: Sequence[Task], y: Mapping, y_pred: Mapping, labels: Mapping, weights: dict,
+                  *, check: bool = True) -> dict:
+    """The prepared `weights` with each conditional task's examples outside its sample space zero-weighted.
+
+    A given task the model lacks (a single-task baseline, a task group) is
+    read from the labels `y` alone. With `check`, tasks built with
+    `inconsistent="raise"` assert their labels in the step. Models without
+    conditional tasks get `weights` back as they are.
+
+    Example:
+    >>> tasks = [Binary("buy", given="click")]   # the click task is not in this model
+    >>> y = {"click": tf.constant([1.0, 0.0]), "buy": tf.constant([1.0, 0.0])}
+    >>> w = sample_spaces(tasks, y, {"buy": tf.zeros((2, 1))}, {"buy": tf.ones((2, 1))}, {"buy": tf.ones((2, 1))})
+    >>> w["buy"].numpy().ravel().tolist()
+    [1.0, 0.0]
+    """
+    if all(t.given is None for t in tasks):
+        return weights
+    labels, weights = dict(labels), dict(weights)
+    outside = external_parents(tasks)
+    for parent in outside:
+        if parent.label not in y:
+            raise ValueError(
+                f"No labels for {parent.name!r}, which task(s) "
+                f"{[t.name for t in tasks if t.given == parent.name]} are given; the labels are {sorted(y)}."
+            )
+        like = next(y_pred[t.name] for t in tasks if t.given == parent.name)
+        labels[parent.name], weights[parent.name] = parent.prepare(
+            y[parent.label], tf.zeros((tf.shape(like)[0], 1), like.dtype), check=check
+        )
+    checks = consistency_checks(tasks, labels, weights) if check else []
+    if checks:
+        with tf.control_dependencies(checks):
+            weights = {k: tf.identity(v) for k, v in weights.items()}
+    weights = condition(tasks, labels, weights)
+    for parent in outside:
+        del weights[parent.name]
+    return weights
+
+
 def consistency_checks(tasks: Sequence[Task], labels: Mapping, weights: Mapping) -> list:
     """In-step asserts, for the tasks built with `inconsistent="raise"`, that no counted label of 1
     sits where the given task's counted label is 0 (data checked before the step is counted there

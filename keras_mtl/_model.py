@@ -322,27 +322,8 @@ class MultiTaskModel(keras.Model):
             labels[task.name], weights[task.name] = task.prepare(
                 y[task.label], y_pred[task.name], sw, check=check
             )
-        # Conditional tasks count only their sample space (their `given` task positive). A
-        # given task the model lacks (a single-task baseline) is read from the labels alone.
-        outside = conditions.external_parents(self._tasks)
-        for parent in outside:
-            if parent.label not in y:
-                raise ValueError(
-                    f"No labels for {parent.name!r}, which task(s) "
-                    f"{[t.name for t in self._tasks if t.given == parent.name]} are given; the labels are {sorted(y)}."
-                )
-            like = next(y_pred[t.name] for t in self._tasks if t.given == parent.name)
-            labels[parent.name], weights[parent.name] = parent.prepare(
-                y[parent.label], tf.zeros((tf.shape(like)[0], 1), like.dtype), check=check
-            )
-        checks = conditions.consistency_checks(self._tasks, labels, weights) if check else []
-        if checks:
-            with tf.control_dependencies(checks):
-                weights = {k: tf.identity(v) for k, v in weights.items()}
-        weights = conditions.condition(self._tasks, labels, weights)
-        for parent in outside:
-            del labels[parent.name], weights[parent.name]
-        return labels, weights
+        # Conditional tasks count only their sample space (their `given` task positive).
+        return labels, conditions.sample_spaces(self._tasks, y, y_pred, labels, weights, check=check)
 
     def task_losses(self, y, y_pred, sample_weight=None, *, check: bool | None = None) -> tuple[dict, dict]:
         """Each task's masked mean loss (this replica's share of it under a strategy),
