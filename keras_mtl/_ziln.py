@@ -51,8 +51,7 @@ def ziln_loss(y_true, y_pred):
     """
     y = ops.cast(y_true, "float32")
     positive = ops.cast(y > 0, "float32")
-    logit = ops.cast(y_pred, "float32")[..., 0]
-    classification = ops.maximum(logit, 0.0) - logit * positive + ops.log1p(ops.exp(-ops.abs(logit)))
+    classification = ops.binary_crossentropy(positive, ops.cast(y_pred, "float32")[..., 0], from_logits=True)
     _, mu, sigma = parameters(y_pred)
     log_y = ops.log(ops.where(y > 0, y, ops.ones_like(y)))  # any value where y = 0: it is multiplied by 0
     nll = log_y + ops.log(sigma) + 0.5 * math.log(2 * math.pi) + ops.square(log_y - mu) / (2 * ops.square(sigma))

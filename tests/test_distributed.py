@@ -133,6 +133,27 @@ def test_shuffled_in_memory_pipeline_is_exact_under_mirrored_strategy(rng):
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
 
 
+def assert_exact_on_two_devices(build, x, y, keys):
+    """Trains `build()` from one set of initial weights on one device and on two; the weights
+    and the history `keys` must match, and training must move the weights."""
+    initial, runs = None, []
+    for strategy in strategies():
+        with strategy.scope():
+            model = build()
+            initial = initial or [w.copy() for w in model.get_weights()]  # not views of the variables
+            model.set_weights(initial)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+        history = model.fit(ds, epochs=2, verbose=0).history
+        runs.append((model.get_weights(), history))
+    (one, h1), (two, h2) = runs
+    assert max(np.abs(w - w0).max() for w, w0 in zip(one, initial)) > 1e-3
+    for w1, w2 in zip(one, two):
+        np.testing.assert_allclose(w1, w2, atol=1e-5, rtol=0)
+    for key in keys:
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entire_space", [False, True], ids=["conditional", "esmm"])
 def test_conditional_and_ziln_tasks_are_exact_under_mirrored_strategy(rng, entire_space):
@@ -146,27 +167,16 @@ def test_conditional_and_ziln_tasks_are_exact_under_mirrored_strategy(rng, entir
     # A zero-inflated value, missing on some rows (the ZILN task trains alongside).
     spend = np.where(buy == 1, np.exp(x[:, 3]), 0.0).astype("float32")
     spend[position % 5 == 0] = np.nan
-    initial, runs = None, []
-    for strategy in strategies():
-        with strategy.scope():
-            model = mtl.models.shared_bottom(
-                keras.Input((5,)),
-                [tasks.Binary("click"), tasks.Binary("buy", given="click", entire_space=entire_space),
-                 tasks.ZeroInflatedLognormal("spend")],
-                trunk=mtl.trunks.mlp([16, 8]),
-            )
-            initial = initial or [w.copy() for w in model.get_weights()]  # not views of the variables
-            model.set_weights(initial)
-            model.compile(optimizer=keras.optimizers.SGD(0.1))
-        ds = tf.data.Dataset.from_tensor_slices((x, {"click": click, "buy": buy, "spend": spend})).batch(GLOBAL_BATCH)
-        history = model.fit(ds, epochs=2, verbose=0).history
-        runs.append((model.get_weights(), history))
-    (one, h1), (two, h2) = runs
-    assert max(np.abs(w - w0).max() for w, w0 in zip(one, initial)) > 1e-3
-    for w1, w2 in zip(one, two):
-        np.testing.assert_allclose(w1, w2, atol=1e-5, rtol=0)
-    for key in ("click_loss", "buy_loss", "spend_loss", "loss", "buy_auc", "click_and_buy_auc", "spend_mae"):
-        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_exact_on_two_devices(
+        lambda: mtl.models.shared_bottom(
+            keras.Input((5,)),
+            [tasks.Binary("click"), tasks.Binary("buy", given="click", entire_space=entire_space),
+             tasks.ZeroInflatedLognormal("spend")],
+            trunk=mtl.trunks.mlp([16, 8]),
+        ),
+        x, {"click": click, "buy": buy, "spend": spend},
+        ("click_loss", "buy_loss", "spend_loss", "loss", "buy_auc", "click_and_buy_auc", "spend_mae"),
+    )
 
 
 @pytest.mark.slow
@@ -176,20 +186,8 @@ def test_aitm_with_its_calibrator_is_exact_under_mirrored_strategy(rng):
     click = (x[:, 0] > 0).astype("float32")
     buy = click * (x[:, 1] > 0)
     buy[np.arange(n) % 7 == 0] = np.nan  # some missing, unevenly across replicas
-    initial, runs = None, []
-    for strategy in strategies():
-        with strategy.scope():
-            model = mtl.models.aitm(keras.Input((5,)), [tasks.Binary("click"), tasks.Binary("buy")],
-                                    trunk=mtl.trunks.mlp([8]), tower_units=[8], calibrator=0.6)
-            initial = initial or [w.copy() for w in model.get_weights()]
-            model.set_weights(initial)
-            model.compile(optimizer=keras.optimizers.SGD(0.1))
-        ds = tf.data.Dataset.from_tensor_slices((x, {"click": click, "buy": buy})).batch(GLOBAL_BATCH)
-        history = model.fit(ds, epochs=2, verbose=0).history
-        runs.append((model.get_weights(), history))
-    (one, h1), (two, h2) = runs
-    assert max(np.abs(w - w0).max() for w, w0 in zip(one, initial)) > 1e-3
-    for w1, w2 in zip(one, two):
-        np.testing.assert_allclose(w1, w2, atol=1e-5, rtol=0)
-    for key in ("click_loss", "buy_loss", "loss"):
-        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_exact_on_two_devices(
+        lambda: mtl.models.aitm(keras.Input((5,)), [tasks.Binary("click"), tasks.Binary("buy")],
+                                trunk=mtl.trunks.mlp([8]), tower_units=[8], calibrator=0.6),
+        x, {"click": click, "buy": buy}, ("click_loss", "buy_loss", "loss"),
+    )

@@ -44,7 +44,7 @@ def save_calibration(report: dict, directory: str | os.PathLike, step: int = 0) 
     >>> sorted(os.listdir(out))[0]
     'calibration.json'
     """
-    from keras_mtl.explanations.pictures import pixels
+    from keras_mtl.report import png_pixels
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def save_calibration(report: dict, directory: str | os.PathLike, step: int = 0) 
     writer = EventWriter(str(directory))
     try:
         for task, result in report.items():
-            writer.image(f"calibration/{task}", pixels(reliability_figure(task, result)), step)
+            writer.image(f"calibration/{task}", png_pixels(reliability_figure(task, result)), step)
     finally:
         writer.close()
     return str(directory)

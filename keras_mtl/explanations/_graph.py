@@ -58,13 +58,17 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class Cut:
-    """The model cut at its entries: `prefix` (raw inputs -> entries, then fixed tensors) and
-    `core` (the same tensors -> the outputs)."""
+    """The model cut at its entries: `core` runs the entries and the fixed tensors to the
+    outputs; `prefix_tensors` (entries, fixed tensors, then the token ids of text entries) are
+    what the raw inputs are run to."""
 
     entries: tuple
     fixed: tuple
-    prefix: keras.Model
     core: keras.Model
+
+    @property
+    def prefix_tensors(self) -> list:
+        return [e.tensor for e in self.entries] + list(self.fixed) + [e.ids for e in self.entries if e.tokens]
 
     @property
     def columns(self) -> list[str]:
@@ -148,14 +152,10 @@ def cut(model: keras.Model) -> Cut:
     walk_back(model.outputs, stop)
     ordered = tuple(sorted(entries.values(), key=lambda e: e.column))
     held = tuple(fixed.values())
-    token_ids = tuple(e.ids for e in ordered if e.tokens)
-    prefix = keras.Model(
-        model.input, [e.tensor for e in ordered] + list(held) + list(token_ids), name=f"{model.name}_entries"
-    )
     # A list, not a dict: these are inner tensors named by Keras (see `_encoding.Split`).
     starts = [e.tensor for e in ordered] + list(held)
     core = keras.Model(starts[0] if len(starts) == 1 else starts, model.output, name=f"{model.name}_from_entries")
-    return Cut(ordered, held, prefix, core)
+    return Cut(ordered, held, core)
 
 
 def named_inputs(model: keras.Model) -> dict:

@@ -76,7 +76,7 @@ class _Prepared:
 
     def __init__(self, model):
         self.cut = _graph.cut(model)
-        outputs = keras.tree.flatten(self.cut.prefix.outputs)
+        outputs = self.cut.prefix_tensors
         self.keys = [f"t{i:03d}" for i in range(len(outputs))]
         self.prefix = keras.Model(named_inputs(model), dict(zip(self.keys, outputs)))
         self.functions: dict = {}

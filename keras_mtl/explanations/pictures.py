@@ -6,14 +6,12 @@ report redraws them from the file without the model.
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
-import PIL.Image
 
 from keras_mtl._events import EventWriter
-from keras_mtl.report import heatmap_figure, png_bytes
+from keras_mtl.report import heatmap_figure, png_pixels
 
 # The heat maps show at most this many columns (those with the largest share in any task).
 TOP_COLUMNS = 20
@@ -81,11 +79,6 @@ def figures(summary: dict, top: int = TOP_COLUMNS) -> list[tuple[str, str, objec
     return out
 
 
-def pixels(fig) -> np.ndarray:
-    """A figure as (height, width, 3) uint8 pixels; closes it."""
-    return np.asarray(PIL.Image.open(io.BytesIO(png_bytes(fig))).convert("RGB"))
-
-
 def write_tensorboard(summary: dict, log_dir: str | os.PathLike, step: int = 0) -> str:
     """Writes every picture of `figures(summary)` as a TensorBoard image in `log_dir`; returns it.
 
@@ -98,7 +91,7 @@ def write_tensorboard(summary: dict, log_dir: str | os.PathLike, step: int = 0) 
     writer = EventWriter(str(log_dir))
     try:
         for tag, _, fig in figures(summary):
-            writer.image(tag, pixels(fig), step)
+            writer.image(tag, png_pixels(fig), step)
     finally:
         writer.close()
     return str(log_dir)
