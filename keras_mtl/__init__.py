@@ -18,7 +18,7 @@ from keras_mtl import callbacks, config, diagnostics, diagram, distribute, savin
 from keras_mtl import optimizers, preprocessing  # noqa: E402
 from keras_mtl import comparison  # noqa: E402
 from keras_mtl.comparison import compare  # noqa: E402
-from keras_mtl import calibration, explanations  # noqa: E402
+from keras_mtl import calibration, distillation, explanations  # noqa: E402
 from keras_mtl.explanations import explain  # noqa: E402
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "data",
     "diagnostics",
     "diagram",
+    "distillation",
     "distribute",
     "explain",
     "explanations",

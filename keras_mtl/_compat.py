@@ -148,6 +148,29 @@ def graphviz_available() -> bool:
     return bool(check_graphviz())
 
 
+# ------------------------------------------------------------ nested layers
+# Keras' own `Model.quantize` walks every layer inside a model, sublayers of
+# layers included (`ScaledDense`'s inner Dense, a nested model's layers), with
+# `Layer._flatten_layers`, and quantizes those without sublayers of their own.
+# `export.quantization` walks the same layers to report which were quantized
+# and which were left in float; the public `Model.layers` lists only the top
+# level. It tells a layer's learned weights (kernels) from its statistics
+# (normalisation means, ScaledDense's label scale) by the list `add_weight`
+# put them in, `Layer._trainable_variables`: freezing a layer turns every
+# variable's public `trainable` flag off but leaves that list as it was.
+# Checked on keras 3.15.1.
+
+
+def sublayers(layer: keras.layers.Layer, recursive: bool = True) -> list:
+    """The layers inside `layer` (not `layer` itself), as `Model.quantize` walks them."""
+    return list(layer._flatten_layers(include_self=False, recursive=recursive))
+
+
+def created_trainable(layer: keras.layers.Layer) -> list:
+    """The variables `layer` itself (not a sublayer) created trainable, whether frozen since or not."""
+    return list(layer._trainable_variables)
+
+
 # ------------------------------------------------------------ op registry
 # `export.op_lint` needs the names of every op TensorFlow's runtime has
 # registered (and those the tensorflow-text library adds) to tell which ops

@@ -18,6 +18,9 @@ from keras_mtl.tasks import TargetMoments, Task, check_unique
 # under these keys (see `_weights_into_labels`): "." cannot occur in a label
 # key, so they never clash with one.
 _WEIGHT_KEY = "sample_weight."
+# Teachers' outputs for distillation travel in the label dict the same way
+# (see `keras_mtl.distillation.Distillation.precompute`).
+TEACHER_KEY = "teacher."
 
 # Batches `fit` and `adapt_targets` read to set regression target stats from
 # a dataset of infinite or unknown size.
@@ -107,6 +110,8 @@ class MultiTaskModel(keras.Model):
         self.representation = representation
         self.unknown_labels = unknown_labels
         self.weighting = None
+        # Not tracked: the teachers it holds are other models, not part of this one.
+        _compat.set_untracked(self, "distillation", None)
         self._task_loss_tracker = TaskMeans(names, "_loss")
         self._task_weight_tracker = TaskMeans(names, "_weight")
         joint = conditions.joint_tasks(tasks)
@@ -159,6 +164,7 @@ class MultiTaskModel(keras.Model):
         weighting: str | weighting_lib.Weighting = "fixed",
         loss_weights: Mapping[str, float] | Sequence[float] | None = None,
         metrics: Mapping[str, Sequence[Any]] | None = None,
+        distillation=None,
         **kwargs,
     ) -> None:
         """Configures training: losses and metrics come from the tasks.
@@ -172,6 +178,9 @@ class MultiTaskModel(keras.Model):
                 or, as in Keras, a list or tuple with one weight per output
                 in the order of `model.output_names`.
             metrics: `{task: [metrics]}` replacing those tasks' default metrics.
+            distillation: a `keras_mtl.distillation.Distillation`: training
+                steps mix each distilled task's label loss with a loss against
+                its teacher's outputs. Not saved with the model.
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
                 `run_eagerly`, ...). `loss` is not accepted: give each task
                 its loss instead. `jit_compile="auto"` (the default) chooses
@@ -203,6 +212,15 @@ class MultiTaskModel(keras.Model):
             raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_request!r}.")
         method = weighting_lib.get(weighting)
         method.attach(self)
+        if distillation is not None:
+            from keras_mtl.distillation import Distillation
+
+            if not isinstance(distillation, Distillation):
+                raise TypeError(
+                    "compile(distillation=...) takes a keras_mtl.distillation.Distillation, got "
+                    f"{type(distillation).__name__}."
+                )
+            distillation.attach(self)
         if getattr(method, "mode", None) == "representation":
             self._check_representation_mode()
         metrics = dict(metrics or {})
@@ -233,6 +251,7 @@ class MultiTaskModel(keras.Model):
         # A tracked layer: its variables (e.g. learned log-variances) are
         # trained, checkpointed and saved with the model.
         self.weighting = method
+        _compat.set_untracked(self, "distillation", distillation)
         # Weights that never change are logged without a step op.
         self._task_weight_tracker.constant = method.constant_weights()
 
@@ -300,6 +319,8 @@ class MultiTaskModel(keras.Model):
             # Weights that fit/evaluate put into in-memory labels (see `_weights_into_labels`).
             y = {k: v for k, v in y.items() if k not in carried}
             sample_weight = {k[len(_WEIGHT_KEY):]: v for k, v in carried.items()}
+        # Teachers' outputs are read by the distillation, not scored as labels.
+        y = {k: v for k, v in y.items() if not (isinstance(k, str) and k.startswith(TEACHER_KEY))}
         known = {t.label for t in self._tasks}
         unknown = sorted(set(y) - known)
         if unknown and self.unknown_labels == "raise":
@@ -325,9 +346,16 @@ class MultiTaskModel(keras.Model):
         # Conditional tasks count only their sample space (their `given` task positive).
         return labels, conditions.sample_spaces(self._tasks, y, y_pred, labels, weights, check=check)
 
-    def task_losses(self, y, y_pred, sample_weight=None, *, check: bool | None = None) -> tuple[dict, dict]:
+    def task_losses(
+        self, y, y_pred, sample_weight=None, *, check: bool | None = None, x=None, training: bool = False
+    ) -> tuple[dict, dict]:
         """Each task's masked mean loss (this replica's share of it under a strategy),
-        and the number of labelled units behind it (over all replicas)."""
+        and the number of labelled units behind it (over all replicas).
+
+        In a training step (`training`) of a model compiled with a
+        distillation, distilled tasks mix in their loss against the
+        teachers' outputs for the batch `x` (see `keras_mtl.distillation`).
+        """
         labels, weights = self.prepare_targets(y, y_pred, sample_weight, check=check)
         losses, counts = {}, {}
         for t in self._tasks:
@@ -343,6 +371,13 @@ class MultiTaskModel(keras.Model):
             if t.at_most is not None and t.at_most in y_pred:
                 unit = unit + conditions.excess(t, y_pred)  # p(task) <= p(at_most), per labelled example
             losses[t.name], counts[t.name] = masking.masked_mean(unit, weight)
+        distillation = self.__dict__.get("distillation")
+        if training and distillation is not None:
+            losses, counts = distillation.mix(self, x, y, y_pred, losses, counts)
+        stopped = self.__dict__.get("_stopped_tasks")
+        if training and stopped:
+            # Tasks `callbacks.PerTaskEarlyStopping` stopped: logged, no longer trained on.
+            losses = {name: tf.stop_gradient(v) if name in stopped else v for name, v in losses.items()}
         return losses, counts
 
     def _check_weight_keys(self, sample_weight: Mapping) -> None:
@@ -483,7 +518,7 @@ class MultiTaskModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.weighting is None:
             raise ValueError("Call `compile()` before training or evaluating the model.")
-        losses, counts = self.task_losses(y, y_pred, sample_weight)
+        losses, counts = self.task_losses(y, y_pred, sample_weight, x=x, training=training)
         shares = tf.stack([losses[t.name] for t in self._tasks])
         total, weights = self.weighting.combine(shares, masking.global_sum(shares), training)
         self._track_tasks(losses, counts, weights if training else None)
@@ -796,13 +831,15 @@ def _check_labels(model: MultiTaskModel, y, where: str) -> bool:
     if not isinstance(y, Mapping):
         return False
     checked = True
+    # A distilled task learns from its teacher where it has no labels.
+    distilled = set(model.distillation.tasks) if model.distillation is not None else set()
     for task in model.tasks:
         labels = y.get(task.label)
         if isinstance(labels, (tf.Tensor, list)):
             labels = np.asarray(labels)
         if isinstance(labels, np.ndarray):
             check_labels(task, labels, where, require_some=False)
-            if labels.size and not has_labels(task, labels):
+            if labels.size and not has_labels(task, labels) and task.name not in distilled:
                 warnings.warn(
                     f"Task {task.name!r} has no labels in {where}: every value is the missing marker, "
                     "so its loss is 0 and it learns nothing here.",

@@ -268,6 +268,13 @@ class ModelConfig:
     num_levels: _Optional[int] = None  # ple: extraction levels
     column_units: _Optional[list[int]] = None  # cross_stitch/soft_sharing: widths of each column
     penalty: _Optional[float] = None  # soft_sharing: lambda
+    # Start from a trained model: a .keras file or a run's checkpoint folder
+    # (checkpoints/<name>/<run>, its best.keras). Its architecture and trunk
+    # replace model.architecture/trunk; tasks of this config that it lacks are
+    # added with keras_mtl.models.extend.
+    init_from: _Optional[str] = None
+    freeze: str = "trunk"  # with init_from and new tasks: trunk (old layers frozen) or none
+    keep: str = "none"  # with freeze: none: distill (keep old tasks by distilling the old model) or none
 
     # The hyper-parameters an architecture takes from `model.*`: those its
     # factory has as arguments. Unset (null) keys keep the factory's default;
@@ -305,6 +312,15 @@ class ModelConfig:
                 raise ConfigError(f"{path}.{key} must be a non-empty list of positive integers, got {units}.")
         if self.penalty is not None and not 0.0 <= self.penalty < float("inf"):
             raise ConfigError(f"{path}.penalty must be a finite number >= 0, got {self.penalty}.")
+        _one_of(self.freeze, ["trunk", "none"], f"{path}.freeze")
+        _one_of(self.keep, ["none", "distill"], f"{path}.keep")
+        if self.init_from is None and (self.freeze, self.keep) != ("trunk", "none"):
+            raise ConfigError(f"{path}.freeze and {path}.keep apply to a model started from another: set {path}.init_from.")
+        if self.keep == "distill" and self.freeze != "none":
+            raise ConfigError(
+                f"{path}.keep: distill keeps the old tasks while the trunk trains; with {path}.freeze: trunk "
+                "their outputs cannot change anyway. Set freeze: none."
+            )
 
     def hyperparameters(self) -> dict:
         """The set keys the chosen architecture takes, as factory keyword arguments.

@@ -23,13 +23,17 @@ The checkpoint callbacks built on them are
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
 import typing
 import uuid
 import zipfile
 from pathlib import Path
 
 import keras
+
+from keras_mtl import _compat
 
 
 class CorruptModelFileError(ValueError):
@@ -158,10 +162,50 @@ def load_model(path: str | os.PathLike, **kwargs: typing.Any) -> keras.Model:
     return keras.saving.load_model(str(path), **kwargs)
 
 
+def copy_model(
+    model: keras.Model,
+    *,
+    edit_config: typing.Callable[[dict], None] | None = None,
+    compile: bool = True,
+) -> keras.Model:
+    """A model equal to `model` that shares no layer or variable with it.
+
+    Same architecture, weights, preprocessing state (vocabularies, statistics)
+    and, with `compile`, compile config: a round trip through a `.keras`
+    folder, the one copy that Keras keeps complete for every layer. For a
+    teacher that must not move while a student sharing its layers trains, or
+    a copy to change (quantize, extend) while the user's model stays as it is.
+    `edit_config(config)` may change the saved `config.json` (as a dict, in
+    place) before the copy is loaded from it, e.g. layers' dtype policies.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> model = mtl.models.shared_bottom(keras.Input((2,)), [mtl.tasks.Binary("a")])
+    >>> copy = copy_model(model)
+    >>> copy is not model and copy.get_layer("a") is not model.get_layer("a")
+    True
+    """
+    # The model's own classes by name, for layers the user did not register as serializable.
+    classes = [type(model)] + [type(layer) for layer in _compat.sublayers(model)]
+    custom = {cls.__name__: cls for cls in classes if not cls.__module__.startswith("keras.")}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model")  # unzipped: its config.json can be edited in place
+        model.save(path, zipped=False)
+        if edit_config is not None:
+            config_file = os.path.join(path, "config.json")
+            with open(config_file) as f:
+                config = json.load(f)
+            edit_config(config)
+            with open(config_file, "w") as f:
+                json.dump(config, f)
+        return keras.saving.load_model(path, custom_objects=custom, compile=compile)
+
+
 __all__ = [
     "CorruptModelFileError",
     "atomic_write",
     "check_model_file",
+    "copy_model",
     "load_model",
     "save_model",
     "sha256",

@@ -23,6 +23,8 @@ from keras_mtl.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, S
 from keras_mtl._hparams import flatten, log_hparams
 from keras_mtl import optimizers
 from keras_mtl._conditions import log_groups
+from keras_mtl._init_from import initial_model
+from keras_mtl.distillation import Distillation
 from keras_mtl._logs import split_log_key
 
 @dataclasses.dataclass
@@ -146,12 +148,20 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
     """The compiled model the config describes."""
     trunk_cfg = cfg.model.trunk
     trunk = default_trunk(data, trunk_cfg.units, trunk_cfg.dropout)
-    if cfg.model.architecture == "single_task":
+    distillation = None
+    # A subset of the dataset's tasks reads its other labels without training on them
+    # (and a conditional task's given task from them, when the subset lacks it).
+    subset = {"unknown_labels": "ignore"} if _label_keys(data) - {t.label for t in tasks} else {}
+    if cfg.model.init_from is not None:
+        model, old = initial_model(cfg.model.init_from, data, tasks, cfg.model.freeze)
+        model.unknown_labels = subset.get("unknown_labels", model.unknown_labels)
+        if cfg.model.keep == "distill":
+            # Learning without Forgetting: the old tasks learn the old model's outputs
+            # on every example, and their labels where the data has them.
+            distillation = Distillation(old, tasks=[t.name for t in old.tasks], label_weight=0.5)
+    elif cfg.model.architecture == "single_task":
         model = models.single_task(data.inputs, tasks[0], trunk)
     else:
-        # A subset of the dataset's tasks reads its other labels without training on them
-        # (and a conditional task's given task from them, when the subset lacks it).
-        subset = {"unknown_labels": "ignore"} if _label_keys(data) - {t.label for t in tasks} else {}
         try:
             model = models.get(cfg.model.architecture)(
                 data.inputs, tasks, trunk, **cfg.model.hyperparameters(), **subset
@@ -163,6 +173,7 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
         weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
         jit_compile=cfg.train.jit_compile,
         steps_per_execution=cfg.train.steps_per_execution,
+        distillation=distillation,
     )
     return model
 

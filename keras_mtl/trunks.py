@@ -11,10 +11,13 @@ graph, so the exported model takes raw values.
 
 from __future__ import annotations
 
+import numbers
+import os
 import typing
 
 import keras
 
+from keras_mtl import _pretrained
 from keras_mtl.layers.sparse_embedding import SparseEmbedding
 
 Representation = "keras.KerasTensor | dict[str, keras.KerasTensor]"
@@ -312,4 +315,99 @@ def image(
     return build
 
 
-__all__ = ["MaskedPooling1D", "image", "mlp", "tabular", "text"]
+def pretrained(
+    backbone,
+    *,
+    preprocessor=None,
+    train: str = "frozen",
+    lora_rank: int = 4,
+    pooling: str = "cls",
+    sequence_length: int | None = None,
+    name: str = "trunk",
+) -> typing.Callable:
+    """A pretrained KerasHub text encoder, with its tokenizer inside the model: raw strings in.
+
+    Returns `{"pooled": (batch, d), "sequence": (batch, T, d)}` like `text`,
+    so `Tagging` tasks read one vector per token (T is the preprocessor's
+    `sequence_length`, special tokens such as BERT's `[CLS]`/`[SEP]`
+    included: tag labels are per word piece, padded to T). Needs
+    `keras-hub` (`pip install 'keras-mtl[pretrained]'`).
+
+    Args:
+        backbone: a `keras_hub.models.Backbone`, a local preset directory
+            (written by `backbone.save_to_preset(dir)`), or a KerasHub preset
+            name or handle (downloaded, so it needs the network). A preset is
+            loaded when the trunk is built, i.e. inside the strategy scope
+            the model is built in.
+        preprocessor: a `keras_hub.models.Preprocessor` (tokenizer and
+            packer), or a preset directory or name to load a
+            `TextClassifierPreprocessor` from; default: the `backbone` preset
+            (which must then hold the tokenizer too: `tokenizer.save_to_preset(dir)`).
+        train: "frozen" (the backbone does not train; only what is above it
+            does), "lora" (Keras' LoRA: low-rank adapters on the attention
+            query and value projections train, every original weight is
+            frozen, those projections' biases included), or "full".
+        lora_rank: the adapters' rank, for train="lora".
+        pooling: "cls" (the backbone's own pooled output where it has one,
+            BERT's pooler over `[CLS]`, else the first token's vector) or
+            "mean" (the mean over real tokens, padding excluded).
+        sequence_length: T, the packed length; default: the preprocessor's
+            (KerasHub's default is 512; it must not exceed the backbone's
+            `max_sequence_length`). A preprocessor object given is set to it.
+        name: the encoder layer's name.
+
+    The tokenizer runs tensorflow-text ops, which TF Serving links, so the
+    export takes raw strings (Python clients `import tensorflow_text` to load
+    it). A model saved to `.keras` keeps its training mode; with "lora" the
+    saved kernels have the adapters merged in and reloading puts fresh
+    adapters on them (equal predictions; the new adapters train). A trunk made from a backbone object puts that
+    object (and its weights) in the model it builds; make a trunk per model.
+
+    Example (`docs/pretrained.md` builds a small preset and runs this):
+    ```python
+    trunk = mtl.trunks.pretrained("path/to/preset", train="lora", lora_rank=4)
+    model = mtl.models.shared_bottom(keras.Input((), dtype="string"), tasks, trunk=trunk)
+    ```
+    """
+    _pretrained.check_options(train, pooling, lora_rank)
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool) or not isinstance(sequence_length, numbers.Integral) or sequence_length < 2
+    ):
+        raise ValueError(f"trunks.pretrained: sequence_length must be an int >= 2, got {sequence_length!r}.")
+    hub = _pretrained.keras_hub()
+    for what, source in (("backbone", backbone), ("preprocessor", preprocessor)):
+        if isinstance(source, (str, os.PathLike)) and _pretrained.looks_like_path(os.fspath(source)):
+            _pretrained.check_preset_dir(os.fspath(source), what, backbone=what == "backbone")
+    if preprocessor is None:
+        if isinstance(backbone, hub.models.Backbone):
+            raise ValueError(
+                f"trunks.pretrained: backbone {backbone.name!r} is an object, so the preprocessor cannot "
+                "be found from it; pass preprocessor= (a keras_hub Preprocessor or a preset directory)."
+            )
+        preprocessor = backbone
+
+    def build(inputs):
+        if isinstance(inputs, typing.Mapping):
+            if len(inputs) != 1:
+                raise ValueError(f"trunks.pretrained takes one string input; got inputs {sorted(inputs)}.")
+            (inputs,) = inputs.values()
+        if inputs.dtype != "string" or not (
+            len(inputs.shape) == 1 or (len(inputs.shape) == 2 and inputs.shape[-1] == 1)
+        ):
+            raise ValueError(
+                "trunks.pretrained takes raw strings, keras.Input((), dtype='string') or shape (1,); "
+                f"got dtype {inputs.dtype} and shape {inputs.shape}."
+            )
+        encoder_backbone = _pretrained.load_backbone(backbone)
+        encoder_preprocessor = _pretrained.load_preprocessor(preprocessor, sequence_length)
+        _pretrained.backbone_outputs_sequence(encoder_backbone)
+        _pretrained.check_sequence_length(encoder_backbone, encoder_preprocessor)
+        encoder = _pretrained.PretrainedEncoder(
+            encoder_backbone, encoder_preprocessor, train=train, lora_rank=lora_rank, pooling=pooling, name=name
+        )
+        return encoder(inputs)
+
+    return build
+
+
+__all__ = ["MaskedPooling1D", "image", "mlp", "pretrained", "tabular", "text"]

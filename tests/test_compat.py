@@ -328,6 +328,21 @@ def test_adam_slots_and_clip_by_norm():
     assert Recording.calls == 1, f"{VERSIONS}: Optimizer.apply no longer calls the _clip_gradients hook LazyAdam overrides."
 
 
+# --------------------------------------------------------------- layer walks
+def test_sublayers_and_created_trainable_see_nested_layers_and_frozen_kernels():
+    from keras_mtl._heads import ScaledDense
+
+    head = ScaledDense(1, name="r")
+    head.build((None, 3))
+    assert [layer.path for layer in _compat.sublayers(head)] == ["r/dense"], VERSIONS
+    dense = keras.layers.Dense(2)
+    dense.build((None, 3))
+    assert _compat.sublayers(dense) == []
+    assert _compat.created_trainable(head) == []  # its mean and std are statistics, its kernel the Dense's
+    dense.trainable = False  # a frozen layer still created its kernel trainable: int8 quantizes it
+    assert [v.name for v in _compat.created_trainable(dense)] == ["kernel", "bias"], VERSIONS
+
+
 # ----------------------------------------------------------- one place only
 _INTERNALS = re.compile(
     r"keras\.src|(?<!get)_compile_config|object\.__setattr__|tensorflow\.python|tf_trainer"
@@ -335,7 +350,8 @@ _INTERNALS = re.compile(
     r"|[.\"'](_keras_history|_inbound_nodes|_loss_tracker|_jit_compile|_distribute_strategy|_convert_input_args"
     r"|_initial_epoch|_training_metadata_path|_current_epoch|_last_batch_seen|_list_adaptable_preprocessors"
     r"|_is_adapted|_sublayers_built|_call_has_training_arg|_should_write_train_graph|_should_trace"
-    r"|_get_variable_index|_momentums|_velocities|_velocity_hats|_clip_by_norm)\b"
+    r"|_get_variable_index|_momentums|_velocities|_velocity_hats|_clip_by_norm|_flatten_layers"
+    r"|_trainable_variables)\b"
 )
 
 

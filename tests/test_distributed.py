@@ -133,18 +133,18 @@ def test_shuffled_in_memory_pipeline_is_exact_under_mirrored_strategy(rng):
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
 
 
-def assert_exact_on_two_devices(build, x, y, keys):
-    """Trains `build()` from one set of initial weights on one device and on two; the weights
-    and the history `keys` must match, and training must move the weights."""
+def assert_exact_on_two_devices(build, x, y, keys, callbacks=list, epochs=2, **compile_kwargs):
+    """Trains `build()` from one set of initial weights on one device and on two (with fresh
+    `callbacks()` each); the weights and the history `keys` must match, and training must move the weights."""
     initial, runs = None, []
     for strategy in strategies():
         with strategy.scope():
             model = build()
             initial = initial or [w.copy() for w in model.get_weights()]  # not views of the variables
             model.set_weights(initial)
-            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            model.compile(optimizer=keras.optimizers.SGD(0.1), **compile_kwargs)
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
-        history = model.fit(ds, epochs=2, verbose=0).history
+        history = model.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks()).history
         runs.append((model.get_weights(), history))
     (one, h1), (two, h2) = runs
     assert max(np.abs(w - w0).max() for w, w0 in zip(one, initial)) > 1e-3
@@ -191,3 +191,46 @@ def test_aitm_with_its_calibrator_is_exact_under_mirrored_strategy(rng):
                                 trunk=mtl.trunks.mlp([8]), tower_units=[8], calibrator=0.6),
         x, {"click": click, "buy": buy}, ("click_loss", "buy_loss", "loss"),
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precompute", [False, True], ids=["teacher_in_step", "precomputed"])
+def test_distillation_is_exact_under_mirrored_strategy(rng, precompute):
+    from keras_mtl.distillation import Distillation, anneal
+
+    x, y = uneven_data(rng)
+    keras.utils.set_random_seed(11)
+    teacher = build()  # its own initial weights: its outputs differ from the student's
+    # Task a has few labels on replica 0; its teacher term counts every row.
+    distillation = Distillation(teacher, temperature=2.0, label_weight={"a": 0.2, "b": 0.6, "c": 0.5})
+    if precompute:
+        _, y = distillation.precompute(x, y)
+    assert_exact_on_two_devices(build, x, y, ["loss", "a_loss", "b_loss", "c_loss"], distillation=distillation)
+    annealed = Distillation(teacher, label_weight=anneal(4), tasks=["a", "c"])
+    assert_exact_on_two_devices(build, x, y, ["loss", "a_loss", "c_loss"], distillation=annealed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("freeze", ["trunk", "none"])
+def test_extended_model_is_exact_under_mirrored_strategy(rng, freeze):
+    x, y = uneven_data(rng)
+    old = build()
+    y = dict(y, d=np.where(np.arange(len(x)) % 16 < 8, -1.0, (x[:, 1] > 0)).astype("float32"))
+    assert_exact_on_two_devices(
+        lambda: mtl.models.extend(old, [tasks.Binary("d", tower=[4])], freeze=freeze), x, y, ["loss", "a_loss", "d_loss"]
+    )
+
+
+@pytest.mark.slow
+def test_per_task_early_stopping_is_exact_under_mirrored_strategy(rng):
+    x, y = uneven_data(rng)
+    stopped = []
+
+    def callbacks():
+        # "max" on a falling training loss: task a stops after epoch 1, b and c train on.
+        stopped.append(mtl.callbacks.PerTaskEarlyStopping(
+            monitor={"a": "a_loss", "b": "b_loss", "c": "c_loss"}, mode={"a": "max"}, patience=1))
+        return [stopped[-1]]
+
+    assert_exact_on_two_devices(build, x, y, ["loss", "a_loss", "b_loss"], callbacks=callbacks, epochs=4)
+    assert [s.stopped_epochs for s in stopped] == [{"a": 1}, {"a": 1}]

@@ -31,16 +31,22 @@ Beside Keras' own callbacks, with names that say how they differ:
 | `AtomicModelCheckpoint`   | `keras.callbacks.ModelCheckpoint`  | files written atomically |
 | `AtomicBackupAndRestore`  | `keras.callbacks.BackupAndRestore` | backups survive a kill mid-write |
 
+`BestPerTask` keeps each task's best epoch (by its own validation metric)
+in memory and `assemble()`s one model from them: every task's own layers
+from its best epoch, the shared ones from an epoch you choose.
+
 `SetEpoch` keeps a shuffled keras_mtl dataset's order a function of the
 epoch; `MultiTaskModel.fit` adds it by itself.
 """
 
 from keras_mtl.callbacks.atomic_backup_and_restore import AtomicBackupAndRestore
 from keras_mtl.callbacks.atomic_model_checkpoint import AtomicModelCheckpoint
+from keras_mtl.callbacks.best_per_task import BestPerTask
 from keras_mtl.callbacks.default_monitoring import monitoring
 from keras_mtl.callbacks.expert_utilisation import ExpertUtilisation
 from keras_mtl.callbacks.gradient_conflict import GradientConflict
 from keras_mtl.callbacks.lean_tensorboard import LeanTensorBoard
+from keras_mtl.callbacks.per_task_early_stopping import PerTaskEarlyStopping
 from keras_mtl.callbacks.set_epoch import SetEpoch
 from keras_mtl.callbacks.stop_on_non_finite_loss import StopOnNonFiniteLoss
 from keras_mtl.callbacks.task_affinity import TaskAffinity
@@ -49,9 +55,11 @@ from keras_mtl.callbacks.task_scalars import TaskScalars
 __all__ = [
     "AtomicBackupAndRestore",
     "AtomicModelCheckpoint",
+    "BestPerTask",
     "ExpertUtilisation",
     "GradientConflict",
     "LeanTensorBoard",
+    "PerTaskEarlyStopping",
     "SetEpoch",
     "StopOnNonFiniteLoss",
     "TaskAffinity",

@@ -28,6 +28,7 @@ def build_metadata(
     version: int,
     ops: Mapping[str, list],
     warmup: Mapping | None,
+    quantization: Mapping | None = None,
 ) -> dict:
     """The metadata of the export of `model` written at `export_dir` (its signatures read from the file).
 
@@ -64,6 +65,8 @@ def build_metadata(
         "signatures": {name: table[name] for name in signatures.signature_names(model)},
         "ops": {kind: list(ops.get(kind, [])) for kind in ("tensorflow_text", "allowed")},
         "warmup": dict(warmup) if warmup else None,
+        # None, or what `export_saved_model(quantize=...)` compressed (`QuantizedCopy.summary()`).
+        "quantization": dict(quantization) if quantization else None,
     }
 
 

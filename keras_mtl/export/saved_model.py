@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_mtl.export import metadata as metadata_lib
-from keras_mtl.export import op_lint, signatures, warmup
+from keras_mtl.export import op_lint, quantization, signatures, warmup
 from keras_mtl.export import samples as samples_lib
 from keras_mtl.export.metadata import METADATA, read_metadata  # noqa: F401  (public here since 0.1)
 from keras_mtl.tasks import validate_name
@@ -49,6 +49,7 @@ def export_saved_model(
     warmup_samples: Mapping[str, object] | None = None,
     model_name: str | None = None,
     allowed_ops: Iterable[str] = (),
+    quantize: str | None = None,
 ) -> str:
     """Writes `model` as `base_dir/<version>/`, a SavedModel that TF Serving loads as it is.
 
@@ -80,6 +81,18 @@ def export_saved_model(
             (default: the name of `base_dir`).
         allowed_ops: op names beyond core TensorFlow and tensorflow-text that
             your TF Serving build links; any other op fails the export.
+        quantize: `None` (float, as trained), `"int8"` or `"float16"`: export
+            a compressed copy of the model, the model itself unchanged (see
+            `keras_mtl.export.quantized_copy`). `"int8"` stores Dense,
+            EinsumDense and Embedding kernels as int8 (weight-only, Keras'
+            own `quantize`); `"float16"` computes and stores everything
+            between the preprocessing and the output layers in float16.
+            Inputs and outputs keep their dtypes. The metadata's
+            "quantization" entry names the layers compressed and those left
+            in float32, the weights' bytes before and after and, with
+            `warmup_samples`, the largest difference per output from the
+            float model on those rows. `verify` given the float model
+            compares the export with the same compressed copy.
 
     Returns:
         The path of the version directory written.
@@ -106,11 +119,17 @@ def export_saved_model(
     final = base / str(version)
     if final.exists() and not overwrite and not automatic:
         raise FileExistsError(_exists_message(version, final))
+    # The user's model stays as it is; a compressed copy is what is written.
+    compressed = quantization.quantized_copy(model, quantize) if quantize is not None else None
+    float_model, model = model, compressed.model if compressed is not None else model
     # Built (and so checked, naming any bad input) before anything is written.
     requests = []
     if warmup_samples is not None:
         name = model_name if model_name is not None else base.resolve().name
         requests = warmup.warmup_logs(model, warmup_samples, name)
+    quantized = compressed.summary() if compressed is not None else None
+    if compressed is not None and warmup_samples is not None:
+        quantized["max_abs_diff_vs_float"] = quantization.output_differences(float_model, model, warmup_samples)
     base.mkdir(parents=True, exist_ok=True)
     if not os.access(base, os.W_OK):
         raise PermissionError(f"Cannot export to {base}: the folder is not writable.")
@@ -129,8 +148,10 @@ def export_saved_model(
                 "batch_size": _rows(warmup_samples),
                 "model_name": requests[0].predict_log.request.model_spec.name,
             }
+        if quantized is not None:
+            quantized["variables_bytes"] = quantization.variables_bytes(staging)
         while True:
-            meta = metadata_lib.build_metadata(model, staging, version, ops, warmup_info)
+            meta = metadata_lib.build_metadata(model, staging, version, ops, warmup_info, quantized)
             metadata_lib.write_metadata(staging, meta)
             if overwrite and final.exists():
                 retired = base / f".retired-{version}-{uuid.uuid4().hex}"

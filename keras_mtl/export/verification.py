@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from keras_mtl.export import metadata as metadata_lib
 from keras_mtl.export import samples as samples_lib
-from keras_mtl.export import signatures, warmup
+from keras_mtl.export import quantization, signatures, warmup
 from keras_mtl.export.client import resolve
 
 
@@ -116,6 +116,11 @@ def verify(
     agree with `serving_default` (warmup records with the serving_default
     record, which keras_mtl writes from the same rows).
 
+    A quantized export (`export_saved_model(..., quantize="int8")`) given the
+    float model is compared with the model's quantized copy, made as the
+    export made it, so `atol` keeps its meaning; the report's
+    "quantization" gives the largest difference from the float model too.
+
     Samples are cast to the signature's dtypes as `keras_mtl.export.request`
     and `Predictor` cast them (an int64 or float64 column to a float32
     input); a value that cannot be cast raises a `RequestError` naming the
@@ -128,7 +133,8 @@ def verify(
         `{"path", "reference": "model" | "serving_default", "outputs"
         (serving_default's shapes), "max_abs_diff" (against the model, or
         None), "samples" (rows sent), "cast", "signatures": {name:
-        {"outputs", "max_abs_diff"}}, "warmup": {"records", "max_abs_diff"}}`.
+        {"outputs", "max_abs_diff"}}, "warmup": {"records", "max_abs_diff"},
+        "quantization": None, or {"mode", "max_abs_diff_vs_float"}}`.
 
     Example:
     >>> import tempfile, keras_mtl as mtl
@@ -139,6 +145,7 @@ def verify(
     (['predict_a', 'serve_tf_example', 'serving_default'], 3, True, {'x': 'float64 -> float32'})
     """
     path = resolve(path)
+    model, float_model, mode = _reference(path, model)
     specs, names = _signatures_to_check(path, model)
     replayed = warmup.read_warmup(path)
     if samples is None:
@@ -161,7 +168,7 @@ def verify(
     results = run_requests_in_fresh_process(path, logs + replayed)
     served = dict(zip(names, results[: len(names)]))
 
-    problems, report = [], {}
+    problems, report, float_diffs = [], {}, []
     default = served.get(signatures.SERVING_DEFAULT)
     for name, got in served.items():
         if isinstance(got, str):
@@ -176,6 +183,8 @@ def verify(
             want = None
         diff = _compare(name, got, want, atol, problems) if want is not None else None
         report[name] = {"outputs": {k: list(v.shape) for k, v in got.items()}, "max_abs_diff": diff}
+        if float_model is not None:
+            float_diffs.append(_float_difference(got, _model_answer(float_model, name, inputs)))
 
     answers = list(zip(replayed, results[len(names) :]))
     warm_default = next(
@@ -197,11 +206,15 @@ def verify(
                 problems.append(f"{where}: {e}")
                 continue
             warmup_diffs.append(_compare(where, got, want, atol, problems))
+            if float_model is not None:
+                float_diffs.append(_float_difference(got, _model_answer(float_model, signature, arrays)))
         elif warm_default is not None and signature != signatures.SERVING_DEFAULT and _same_rows(got, warm_default):
             want = {k: warm_default[k] for k in got if k in warm_default}
             warmup_diffs.append(_compare(where, got, want, atol, problems))
     if problems:
         reference = "model" if model is not None else "serving_default signature"
+        if float_model is not None:
+            reference = f"{mode} copy of the model"
         raise VerificationError(
             f"The export at {path} does not answer like the {reference} (tolerance {atol}):\n  "
             + "\n  ".join(problems)
@@ -225,7 +238,33 @@ def verify(
             "records": len(replayed),
             "max_abs_diff": max(warmup_diffs) if warmup_diffs else None,
         },
+        "quantization": None if mode is None else {
+            "mode": mode,
+            "max_abs_diff_vs_float": max(float_diffs) if float_diffs else None,
+        },
     }
+
+
+def _float_difference(got: Mapping, want: Mapping) -> float:
+    """Max |got - want| over the floating-point outputs (a class id changes by whole classes)."""
+    floats = [k for k, v in want.items() if k in got and np.issubdtype(np.asarray(v).dtype, np.floating)]
+    return _compare("", {k: got[k] for k in floats}, {k: want[k] for k in floats}, np.inf, [])
+
+
+def _reference(path, model) -> tuple:
+    """`(model the export must equal, the float model or None, quantization mode or None)`.
+
+    Given the float model of a quantized export, the reference is its
+    quantized copy, made as `export_saved_model` made it.
+    """
+    try:
+        meta = metadata_lib.read_metadata(path)
+    except FileNotFoundError:
+        return model, None, None
+    mode = (meta.get("quantization") or {}).get("mode")
+    if mode is None or model is None or quantization.is_quantized(model, mode):
+        return model, None, mode
+    return quantization.quantized_copy(model, mode).model, model, mode
 
 
 def _same_rows(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:

@@ -15,6 +15,7 @@ from keras_mtl.models._aitm import aitm
 from keras_mtl.models._cgc import cgc
 from keras_mtl.models._cross_stitch import cross_stitch
 from keras_mtl.models._esmm import esmm
+from keras_mtl.models._extend import extend
 from keras_mtl.models._mmoe import mmoe
 from keras_mtl.models._ple import ple
 from keras_mtl.models._shared_bottom import shared_bottom
@@ -71,6 +72,7 @@ __all__ = [
     "cgc",
     "cross_stitch",
     "esmm",
+    "extend",
     "get",
     "mmoe",
     "ple",

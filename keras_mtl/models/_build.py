@@ -74,12 +74,28 @@ def pooled_features(trunk_output, tasks: Sequence[Task], architecture: str) -> k
     return trunk_output
 
 
+def layers_per_output(inputs, outputs: Mapping) -> dict[str, list[keras.layers.Layer]]:
+    """For each output, the layers it depends on, in the graph's order: `{key: [layer, ...]}`.
+
+    A throwaway Functional per output lists its ancestors without calling
+    any layer. A layer in one output's list only is that output's own (its
+    head, tower, gate, task experts); one in every list is shared.
+
+    Example:
+    >>> x = keras.Input((3,))
+    >>> h = keras.layers.Dense(4, name="shared")(x)
+    >>> found = layers_per_output(x, {"a": keras.layers.Dense(1, name="a")(h), "b": keras.layers.Dense(1, name="b")(h)})
+    >>> {key: [layer.name for layer in layers if layer.weights] for key, layers in found.items()}
+    {'a': ['shared', 'a'], 'b': ['shared', 'b']}
+    """
+    return {key: list(keras.Model(inputs, out).layers) for key, out in outputs.items()}
+
+
 def shared_layer_names(inputs, outputs: Mapping) -> list[str]:
     """Layers with trainable weights that every task's output depends on.
 
     These are the parameters all task losses pull on, i.e. where task
-    gradients can conflict. A throwaway Functional per output lists its
-    ancestors without calling any layer.
+    gradients can conflict (see `layers_per_output`).
 
     Example:
     >>> x = keras.Input((3,))
@@ -88,8 +104,8 @@ def shared_layer_names(inputs, outputs: Mapping) -> list[str]:
     ['shared']
     """
     per_task = [
-        [layer.name for layer in keras.Model(inputs, out).layers if layer.trainable_weights]
-        for out in outputs.values()
+        [layer.name for layer in layers if layer.trainable_weights]
+        for layers in layers_per_output(inputs, outputs).values()
     ]
     common = set.intersection(*(set(names) for names in per_task))
     return [name for name in per_task[0] if name in common]

@@ -106,7 +106,7 @@ def gradient_train_step(model, data):
             y_pred, rep = model.call_with_representation(x, training=True)
         else:
             y_pred, rep = model(x, training=True), None
-        losses, counts = model.task_losses(y, y_pred, sample_weight)
+        losses, counts = model.task_losses(y, y_pred, sample_weight, x=x, training=True)
         # Gradients are taken of tensors made inside the tape.
         task_shares = [losses[t.name] for t in model.tasks]
         shares = tf.stack(task_shares)
@@ -123,6 +123,15 @@ def gradient_train_step(model, data):
     global_losses = _masking.global_sum(shares)
 
     shared = model.shared_variables
+    if not shared and rep is None:
+        # A frozen trunk (models.extend, trunks.pretrained(train="frozen")): no shared
+        # parameter for the method to combine task gradients on.
+        raise ValueError(
+            f"Weighting {type(method).__name__} combines the tasks' gradients on the shared trainable "
+            f"parameters, and model {model.name!r} has none (its shared layers {list(model.shared_layers)} "
+            "are frozen or weightless). Use mode='representation' to combine them on the shared "
+            "representation, or a loss-based method (fixed, uncertainty, dwa, ...)."
+        )
     shared_ids = {id(v) for v in shared}
     own_ids = {id(v) for v in method.trainable_variables}
     others = [
