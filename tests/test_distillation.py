@@ -246,3 +246,20 @@ def test_precompute_before_compile_uses_every_teacher_output(rng):
     both = mtl.models.shared_bottom(keras.Input((4,)), [Binary("q"), Binary("w")])
     with pytest.raises(ValueError, match=r"the teacher of task 'a' has outputs \['q', 'w'\], none named 'a'"):
         Distillation({"a": both}).precompute(x, y)
+
+
+def test_a_teacher_that_cannot_read_the_encoded_batch_is_named():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"city": rng.choice(["a", "b", "c"], 200), "n": rng.normal(size=200)})
+    frame["y"] = (frame.n > 0).astype("float32")
+    task = [Binary("y")]
+    teacher_data = mtl.data.from_dataframe(frame, task, echo=None)
+    teacher = mtl.models.shared_bottom(teacher_data.inputs, task, mtl.trunks.tabular(teacher_data.feature_space, [4]))
+    student_data = mtl.data.from_dataframe(frame, task, echo=None)
+    student = mtl.models.shared_bottom(student_data.inputs, task, mtl.trunks.tabular(student_data.feature_space, [2]))
+    student.compile(optimizer="adam", distillation=Distillation(teacher))
+    with pytest.raises(ValueError, match=r"the teacher '.*' of task 'y' cannot read the training batch: it takes \['city', 'n'\]"):
+        student.fit(student_data.encoded(student).train, epochs=1, verbose=0)
+    student.fit(student_data.train, epochs=1, verbose=0)  # raw features: the teacher encodes them itself

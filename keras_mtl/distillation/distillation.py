@@ -211,6 +211,7 @@ class Distillation:
                     "Distillation.precompute."
                 )
             if id(teacher) not in ran:
+                _check_readable(teacher, name, x)
                 ran[id(teacher)] = teacher(x, training=False)
             found[name] = self._teacher_output(name, ran[id(teacher)])
         return found
@@ -269,6 +270,22 @@ class Distillation:
             # The epoch's loss then averages over every example, as the teacher term does.
             counts[name] = examples
         return losses, counts
+
+
+def _check_readable(teacher: keras.Model, task: str, x) -> None:
+    """Raises naming the teacher unless it takes the batch `x`: its raw inputs, or its own encoding of them."""
+    wants = teacher.input
+    if not (isinstance(x, Mapping) and isinstance(wants, Mapping)) or set(wants) <= set(x):
+        return
+    split = getattr(teacher, "preprocessing", None)
+    if split is not None and split.accepts(x):
+        return
+    raise ValueError(
+        f"Distillation: the teacher {teacher.name!r} of task {task!r} cannot read the training batch: "
+        f"it takes {sorted(wants)}, the batch holds {sorted(x)} (features encoded for the student's own "
+        "preprocessing?). Train on the raw features (data.train rather than data.encoded(student).train), or "
+        "add the teacher's outputs from the raw features first: Distillation.precompute."
+    )
 
 
 def _check_weight(value: Any, what: str) -> float:
