@@ -77,7 +77,8 @@ def initial_model(init_from: str, data, tasks: list, freeze: str):
                 f"model.init_from: task {task.name!r} is {_describe(task)} in {path} but {_describe(mine)} "
                 "in this config."
             )
-    new = [t for t in tasks if t.name not in {t.name for t in old.tasks}]
+    kept = {task.name for task in old.tasks}
+    new = [t for t in tasks if t.name not in kept]
     model = models.extend(old, new, freeze=freeze) if new else saving.copy_model(old)
     return model, old
 

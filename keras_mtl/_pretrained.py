@@ -72,10 +72,10 @@ def check_preset_dir(path: str, what: str, *, backbone: bool) -> str:
             raise ValueError(
                 f"trunks.pretrained: {what} preset directory {path!r}: {CONFIG_FILE} is not readable JSON ({e})."
             ) from e
-        keras_hub()  # registers KerasHub's classes
+        hub = keras_hub()  # importing it registers KerasHub's classes
         registered = config.get("registered_name") if isinstance(config, dict) else None
         found = keras.saving.get_registered_object(registered) if registered else None
-        if not (isinstance(found, type) and issubclass(found, keras_hub().models.Backbone)):
+        if not (isinstance(found, type) and issubclass(found, hub.models.Backbone)):
             raise ValueError(
                 f"trunks.pretrained: {what} preset directory {path!r} is not a KerasHub backbone preset "
                 f"(its {CONFIG_FILE} describes {registered or 'no registered Keras object'}); "

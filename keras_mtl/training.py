@@ -146,8 +146,6 @@ def default_trunk(data: data_lib.MultiTaskData, units, dropout: float = 0.0):
 
 def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: list):
     """The compiled model the config describes."""
-    trunk_cfg = cfg.model.trunk
-    trunk = default_trunk(data, trunk_cfg.units, trunk_cfg.dropout)
     distillation = None
     # A subset of the dataset's tasks reads its other labels without training on them
     # (and a conditional task's given task from them, when the subset lacks it).
@@ -159,15 +157,8 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
             # Learning without Forgetting: the old tasks learn the old model's outputs
             # on every example, and their labels where the data has them.
             distillation = Distillation(old, tasks=[t.name for t in old.tasks], label_weight=0.5)
-    elif cfg.model.architecture == "single_task":
-        model = models.single_task(data.inputs, tasks[0], trunk)
     else:
-        try:
-            model = models.get(cfg.model.architecture)(
-                data.inputs, tasks, trunk, **cfg.model.hyperparameters(), **subset
-            )
-        except ValueError as e:  # the factories check their arguments and tasks
-            raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
+        model = _new_model(cfg, data, tasks, subset)
     model.compile(
         optimizer=optimizers.get(cfg.train.optimizer, learning_rate=cfg.train.learning_rate),
         weighting=weighting_lib.get(cfg.train.weighting, **cfg.train.weighting_args),
@@ -176,6 +167,17 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
         distillation=distillation,
     )
     return model
+
+
+def _new_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: list, subset: dict):
+    """The untrained model of `model.architecture` and `model.trunk`."""
+    trunk = default_trunk(data, cfg.model.trunk.units, cfg.model.trunk.dropout)
+    if cfg.model.architecture == "single_task":
+        return models.single_task(data.inputs, tasks[0], trunk)
+    try:
+        return models.get(cfg.model.architecture)(data.inputs, tasks, trunk, **cfg.model.hyperparameters(), **subset)
+    except ValueError as e:  # the factories check their arguments and tasks
+        raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
 
 
 def _label_keys(data: data_lib.MultiTaskData) -> set:

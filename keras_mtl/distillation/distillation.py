@@ -260,11 +260,15 @@ class Distillation:
         outputs = self.teacher_outputs(x, y)
         step = model.optimizer.iterations if model.optimizer is not None else 0
         losses, counts = dict(losses), dict(counts)
+        # Every distilled task averages over the same examples: one count (an all-reduce
+        # under a strategy) serves them all.
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        examples = masking.global_sum(tf.cast(batch, tf.float32))
         for name in self.tasks:
             task = model.get_task(name)
             pred = y_pred[name]
             units = soft_loss(task, outputs[name], pred, self.temperature, model._target_scales.get(name))
-            soft, examples = masking.masked_mean(units, tf.ones_like(units))
+            soft = tf.math.divide_no_nan(tf.reduce_sum(units), tf.cast(examples, units.dtype))
             alpha = tf.cast(self.weight_for(name, step), soft.dtype)
             losses[name] = alpha * losses[name] + (1.0 - alpha) * soft
             # The epoch's loss then averages over every example, as the teacher term does.
