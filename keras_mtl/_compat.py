@@ -171,6 +171,23 @@ def created_trainable(layer: keras.layers.Layer) -> list:
     return list(layer._trainable_variables)
 
 
+# ------------------------------------------------------------ wrapped calls
+# Per-task LoRA (`_task_lora.AdapterSwitch`) adds a task's adapter update to
+# the output of a KerasHub backbone's attention projections, layers deep
+# inside the backbone's own call. Keras has no hook on a sublayer's output;
+# `Operation.__call__` and `Layer.__call__` (and the symbolic path,
+# `compute_output_spec`) call `self.call`, so a `call` set on the instance
+# runs in its place for that layer only, without changing its class, its
+# saved config or where its variables are saved. `Layer.__init__` read the
+# signature of the original `call` (training argument), which the wrapper
+# keeps. Checked on keras 3.15.1.
+
+
+def wrap_call(layer: keras.layers.Layer, wrap) -> None:
+    """Replaces `layer.call` on this instance with `wrap(original_call)`."""
+    set_untracked(layer, "call", wrap(layer.call))
+
+
 # ------------------------------------------------------------ op registry
 # `export.op_lint` needs the names of every op TensorFlow's runtime has
 # registered (and those the tensorflow-text library adds) to tell which ops
@@ -322,3 +339,103 @@ def adam_slots(optimizer: keras.optimizers.Adam, variable) -> tuple:
 def clip_by_norm(optimizer: keras.optimizers.Optimizer, gradient):
     """`gradient` clipped to the optimizer's `clipnorm`, as Keras clips each gradient."""
     return optimizer._clip_by_norm(gradient)
+
+
+# -------------------------------------------------- learning-rate multipliers
+# `MultiTaskModel.compile(learning_rate_multipliers=...)` updates chosen
+# variables with the optimizer's learning rate times a factor (a smaller rate
+# for a pretrained backbone than for the heads). Keras has no per-variable
+# learning rate, but every Keras 3 optimizer computes its update in the
+# documented `update_step(gradient, variable, learning_rate)`, called once per
+# variable with the step's rate (a schedule's value at this step); scaling that
+# argument is exactly training the variable at the scaled rate (momenta and
+# Adam's moments included). So the optimizer *instance* gets its own
+# `update_step` that scales the rate and calls its class's. On TensorFlow the
+# variable it receives is the `tf.Variable` under the Keras one, or a
+# component of a MirroredVariable: variables are recognised by the key the
+# optimizer indexes its own slots with, `_var_key`, the same for all of these.
+# Decoupled weight decay (`weight_decay=`, AdamW) is applied before the updates
+# by `_apply_weight_decay(variables)` as `variable -= variable * weight_decay *
+# learning_rate` with the unscaled rate. The instance's `_apply_weight_decay`
+# leaves the scaled variables out, and their `update_step` decays them first
+# with the scaled rate: Keras' formula and order (decay, then update). An
+# optimizer with a decay rule of its own (Muon: a second decay for its Adam
+# variables) and a weight decay set is refused; so is `MultiOptimizer`, whose
+# inner optimizers do the updates.
+# Checked on keras 3.15.1 (and 3.14.1).
+
+_MULTIPLIED = ("update_step", "_apply_weight_decay")
+
+
+def _keras_weight_decay_rules() -> set:
+    """Keras' own `_apply_weight_decay` methods (base optimizer and TensorFlow backend)."""
+    return {
+        cls.__dict__["_apply_weight_decay"]
+        for cls in keras.optimizers.Optimizer.__mro__
+        if "_apply_weight_decay" in cls.__dict__
+    }
+
+
+def set_learning_rate_multipliers(optimizer: keras.optimizers.Optimizer, multipliers) -> None:
+    """Makes `optimizer` update each variable of `multipliers` (`(variable, factor)` pairs) at its
+    learning rate times `factor`, the others as before; an empty `multipliers` undoes it.
+
+    A `LossScaleOptimizer` (mixed precision) passes it to the optimizer it wraps.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    if multipliers:  # checked before the old multipliers go: a refusal changes nothing
+        multi = getattr(keras.optimizers, "MultiOptimizer", None)
+        if multi is not None and isinstance(optimizer, multi):
+            raise ValueError(
+                "learning_rate_multipliers cannot be combined with a keras.optimizers.MultiOptimizer: its "
+                "inner optimizers update the variables; give each of them its own learning rate instead."
+            )
+        own_decay = type(optimizer)._apply_weight_decay not in _keras_weight_decay_rules()
+        decays = [n for n in ("weight_decay", "adam_weight_decay") if getattr(optimizer, n, None) is not None]
+        if own_decay and decays:
+            raise ValueError(
+                f"learning_rate_multipliers cannot scale the weight decay of {type(optimizer).__name__} "
+                f"({', '.join(f'{n}={getattr(optimizer, n)!r}' for n in decays)}): it applies its own decay "
+                f"rule. Pass {', '.join(f'{n}=None' for n in decays)}, or use an optimizer with Keras' decoupled "
+                "weight decay (AdamW)."
+            )
+    for name in _MULTIPLIED:
+        optimizer.__dict__.pop(name, None)
+    if not multipliers:
+        return
+    scales = {optimizer._var_key(variable): float(factor) for variable, factor in multipliers}
+    # Keys of the scaled variables Keras would decay; filled by `_apply_weight_decay`
+    # (which sees the Keras variables, whose names the exclusion patterns match).
+    decayed = set()
+    update = type(optimizer).update_step
+    decay = type(optimizer)._apply_weight_decay
+
+    def update_step(gradient, variable, learning_rate):
+        key = optimizer._var_key(variable)
+        scale = scales.get(key)
+        if scale is not None:
+            learning_rate = tf.convert_to_tensor(learning_rate)
+            learning_rate = learning_rate * tf.constant(scale, learning_rate.dtype)
+            if key in decayed:
+                # Keras' decoupled weight decay (TensorFlow backend), at the scaled rate.
+                lr = tf.cast(learning_rate, variable.dtype)
+                wd = tf.cast(optimizer.weight_decay, variable.dtype)
+                variable.assign_sub(variable * wd * lr)
+        return update(optimizer, gradient, variable, learning_rate)
+
+    def _apply_weight_decay(variables):
+        if optimizer.weight_decay is None:
+            return decay(optimizer, variables)
+        rest = []
+        for variable in variables:
+            key = optimizer._var_key(variable)
+            if key not in scales:
+                rest.append(variable)
+            elif optimizer._use_weight_decay(variable):
+                decayed.add(key)
+        return decay(optimizer, rest)
+
+    set_untracked(optimizer, "update_step", update_step)
+    set_untracked(optimizer, "_apply_weight_decay", _apply_weight_decay)
+

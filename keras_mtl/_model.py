@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtl import _compat, _conditions as conditions, _encoding as encoding, _heads as heads, _masking as masking
+from keras_mtl import _multipliers as multipliers_lib, _ranking as ranking
 from keras_mtl import weighting as weighting_lib
 from keras_mtl._trackers import TaskMeans
 from keras_mtl.tasks import TargetMoments, Task, check_unique
@@ -76,6 +77,15 @@ class MultiTaskModel(keras.Model):
     ):
         if unknown_labels not in ("raise", "ignore"):
             raise ValueError(f"unknown_labels must be 'raise' or 'ignore', got {unknown_labels!r}.")
+        # Keras' Functional drops keyword arguments it does not know without a
+        # word; a factory's misspelt argument (`num_expert=4`) lands here.
+        unexpected = sorted(set(kwargs) - {"trainable"})
+        if unexpected:
+            raise TypeError(
+                f"Model {name!r} got unexpected keyword argument(s) {unexpected}: a model factory takes its "
+                "own arguments (see its docstring) and passes on only MultiTaskModel's (tasks, "
+                "shared_layers, representation, unknown_labels)."
+            )
         tasks = check_unique(
             [t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t) for t in tasks]
         )
@@ -116,6 +126,8 @@ class MultiTaskModel(keras.Model):
         self._task_weight_tracker = TaskMeans(names, "_weight")
         joint = conditions.joint_tasks(tasks)
         self._joint_auc = conditions.JointAUC(joint) if joint else None
+        ranked = [t for t in tasks if t.group is not None]
+        self._group_ndcg = ranking.GroupNDCG(ranked) if ranked else None
 
     # ------------------------------------------------------------ structure
     @property
@@ -165,6 +177,7 @@ class MultiTaskModel(keras.Model):
         loss_weights: Mapping[str, float] | Sequence[float] | None = None,
         metrics: Mapping[str, Sequence[Any]] | None = None,
         distillation=None,
+        learning_rate_multipliers: Mapping[str, float] | None = None,
         **kwargs,
     ) -> None:
         """Configures training: losses and metrics come from the tasks.
@@ -181,6 +194,23 @@ class MultiTaskModel(keras.Model):
             distillation: a `keras_mtl.distillation.Distillation`: training
                 steps mix each distilled task's label loss with a loss against
                 its teacher's outputs. Not saved with the model.
+            learning_rate_multipliers: `{name: factor}`: discriminative
+                learning rates, e.g. `{"trunk": 0.1, "sentiment": 2.0}` trains
+                a pretrained encoder at a tenth of the optimizer's learning
+                rate and task `sentiment`'s head at twice it; every other
+                variable at the rate itself (a schedule's value at each
+                step, when it is one). A key is a task name, meaning that
+                task's own layers (those only its output depends on, after
+                the shared representation: its tower and output layer), or
+                else the name of a top-level layer (`model.get_layer(name)`),
+                meaning all its trainable variables, its sublayers' included.
+                Factors are numbers > 0 (to stop a layer training, set its
+                `trainable = False`). Exact for every Keras optimizer: each
+                covered variable's `update_step` gets the scaled rate, and
+                decoupled weight decay (`AdamW`) decays it at the scaled rate
+                too. Resolved to variables here, at compile: compile again
+                after making more of the model trainable. Saved with the
+                model (and kept by `keras_mtl.saving.copy_model`).
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
                 `run_eagerly`, ...). `loss` is not accepted: give each task
                 its loss instead. `jit_compile="auto"` (the default) chooses
@@ -210,6 +240,15 @@ class MultiTaskModel(keras.Model):
         jit_request = kwargs.pop("jit_compile", "auto")
         if jit_request not in ("auto", True, False):
             raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_request!r}.")
+        learning_rate_multipliers = multipliers_lib.check(learning_rate_multipliers)
+        scaled = multipliers_lib.resolve(self, learning_rate_multipliers)
+        if optimizer is None and scaled:
+            raise ValueError("learning_rate_multipliers scale the optimizer's learning rate: pass an optimizer.")
+        if optimizer is not None:
+            # The optimizer object Keras' compile would make from the name; set (or,
+            # without multipliers, cleared) before compiling, so a refusal changes nothing.
+            optimizer = keras.optimizers.get(optimizer)
+            _compat.set_learning_rate_multipliers(optimizer, scaled)
         method = weighting_lib.get(weighting)
         method.attach(self)
         if distillation is not None:
@@ -248,6 +287,8 @@ class MultiTaskModel(keras.Model):
         # (Keras' own entry holds the per-task lists built from them). Not
         # tracked: the metrics Keras compiled are the model's, these are not.
         _compat.set_untracked(self, "_metrics_override", metrics or None)
+        # As given, for the compile config (a plain dict: not tracked).
+        _compat.set_untracked(self, "_learning_rate_multipliers", learning_rate_multipliers or None)
         # A tracked layer: its variables (e.g. learned log-variances) are
         # trained, checkpointed and saved with the model.
         self.weighting = method
@@ -273,6 +314,7 @@ class MultiTaskModel(keras.Model):
             config["metrics_override"] = keras.saving.serialize_keras_object(
                 self.__dict__.get("_metrics_override")
             )
+            config["learning_rate_multipliers"] = self.__dict__.get("_learning_rate_multipliers")
         return config
 
     def compile_from_config(self, config: dict) -> None:
@@ -321,7 +363,7 @@ class MultiTaskModel(keras.Model):
             sample_weight = {k[len(_WEIGHT_KEY):]: v for k, v in carried.items()}
         # Teachers' outputs are read by the distillation, not scored as labels.
         y = {k: v for k, v in y.items() if not (isinstance(k, str) and k.startswith(TEACHER_KEY))}
-        known = {t.label for t in self._tasks}
+        known = {t.label for t in self._tasks} | {t.group for t in self._tasks if t.group is not None}
         unknown = sorted(set(y) - known)
         if unknown and self.unknown_labels == "raise":
             raise ValueError(
@@ -338,6 +380,11 @@ class MultiTaskModel(keras.Model):
                     f"No labels for task {task.name!r} (label key {task.label!r}). Every "
                     "task needs a label entry; mark unlabelled examples with the task's "
                     "missing marker (-1, or NaN for float labels)."
+                )
+            if task.group is not None and task.group not in y:
+                raise ValueError(
+                    f"No group ids for task {task.name!r} (Ranking): its labels need the key {task.group!r} "
+                    "with each example's group (query, user) id."
                 )
             sw = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
             labels[task.name], weights[task.name] = task.prepare(
@@ -367,6 +414,10 @@ class MultiTaskModel(keras.Model):
             if scale is not None:
                 # A normalised regression task: the loss compares z-scores, whatever the label's scale.
                 target, pred = scale.standardize(target), scale.standardize(pred)
+            if t.group is not None:
+                # A loss over the examples of each group (Ranking): not per example.
+                losses[t.name], counts[t.name] = t.group_loss(target, pred, weight, y[t.group])
+                continue
             unit = t.unit_losses(target, pred)
             if t.at_most is not None and t.at_most in y_pred:
                 unit = unit + conditions.excess(t, y_pred)  # p(task) <= p(at_most), per labelled example
@@ -685,7 +736,10 @@ class MultiTaskModel(keras.Model):
     def _check_representation_mode(self):
         if not self.representation:
             raise ValueError(
-                f"Model {self.name!r} records no shared representation; use mode='parameters'."
+                f"Model {self.name!r} records no shared representation; use mode='parameters'"
+                + ("." if self.shared_variables else
+                   " where tasks share trainable layers; here they share none (per-task adapters, a "
+                   "frozen trunk), so use a loss-based method (fixed, uncertainty, dwa, ...).")
             )
         # Exact only if every path from a shared layer to a task output passes
         # through the representation: the step hands the shared layers the
@@ -718,6 +772,8 @@ class MultiTaskModel(keras.Model):
         self.__dict__.pop("_prepared", None)  # the step is done with it: no graph tensors kept alive
         if self._joint_auc is not None:
             self._joint_auc.update_state(labels, y_pred, weights)
+        if self._group_ndcg is not None:
+            self._group_ndcg.update_state(y, labels, y_pred, weights)
         return super().compute_metrics(x, labels, y_pred, weights)
 
     # -------------------------------------------------------- serialization

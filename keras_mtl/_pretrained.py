@@ -15,19 +15,19 @@ import typing
 
 import keras
 
-from keras_mtl import _compat
+from keras_mtl import _compat, _task_lora
 
-TRAIN_MODES = ("frozen", "lora", "full")
+TRAIN_MODES = ("frozen", "lora", "task_lora", "full")
 POOLINGS = ("cls", "mean")
 CONFIG_FILE = "config.json"  # what every KerasHub preset directory holds
 
 
-def check_options(train: str, pooling: str, lora_rank: int) -> None:
-    """Raises a ValueError naming the argument unless train, pooling and lora_rank are valid."""
+def check_options(train: str, pooling: str, lora_rank: int, poolings: typing.Sequence[str] = POOLINGS) -> None:
+    """Raises a ValueError naming the argument unless train, pooling (one of `poolings`) and lora_rank are valid."""
     if train not in TRAIN_MODES:
         raise ValueError(f"trunks.pretrained: train must be one of {list(TRAIN_MODES)}, got {train!r}.")
-    if pooling not in POOLINGS:
-        raise ValueError(f"trunks.pretrained: pooling must be one of {list(POOLINGS)}, got {pooling!r}.")
+    if pooling not in poolings:
+        raise ValueError(f"trunks.pretrained: pooling must be one of {list(poolings)}, got {pooling!r}.")
     if isinstance(lora_rank, bool) or not isinstance(lora_rank, numbers.Integral) or lora_rank < 1:
         raise ValueError(f"trunks.pretrained: lora_rank must be a positive int, got {lora_rank!r}.")
 
@@ -149,23 +149,30 @@ def lora_layers(backbone) -> list:
 
 
 def apply_train_mode(backbone, train: str, lora_rank: int) -> None:
-    """Sets what trains: nothing ("frozen"), only LoRA adapter kernels ("lora"), everything ("full")."""
+    """Sets what of the backbone trains: nothing ("frozen", "task_lora": the adapters
+    are layers of their own), only LoRA adapter kernels ("lora"), everything ("full")."""
     if lora_layers(backbone):
         raise ValueError(
             f"trunks.pretrained: backbone {backbone.name!r} ({type(backbone).__name__}) already has LoRA "
             "enabled; pass a backbone without LoRA (or a preset directory) and choose train='lora' here."
         )
-    if train == "frozen":
+    if train in ("lora", "task_lora") and not lora_targets(backbone):
+        raise ValueError(
+            f"trunks.pretrained: train={train!r} but backbone {backbone.name!r} ({type(backbone).__name__}) "
+            f"has no LoRA-capable layers named {sorted(backbone.default_lora_layer_names())}; use "
+            "train='frozen' or 'full'."
+        )
+    if train in ("frozen", "task_lora"):
+        # A backbone saved frozen is rebuilt from a config with trainable=False,
+        # which reaches only the backbone itself when its layers are made in
+        # its functional graph (ViT, ResNet), and setting the flag to the value
+        # it has is skipped (TensorFlow's tracking ignores `x.a = x.a`): set it
+        # True first, so that setting it False reaches every layer.
+        backbone.trainable = True
         backbone.trainable = False
     elif train == "full":
         backbone.trainable = True
     else:
-        if not lora_targets(backbone):
-            raise ValueError(
-                f"trunks.pretrained: train='lora' but backbone {backbone.name!r} ({type(backbone).__name__}) "
-                f"has no LoRA-capable layers named {sorted(backbone.default_lora_layer_names())}; use "
-                "train='frozen' or 'full'."
-            )
         # KerasHub's enable_lora freezes every layer, then gives the targets
         # (attention query/value projections) trainable low-rank kernels; it
         # leaves those layers' biases trainable, which is not LoRA: freeze them.
@@ -173,6 +180,18 @@ def apply_train_mode(backbone, train: str, lora_rank: int) -> None:
         for layer in lora_layers(backbone):
             if getattr(layer, "bias", None) is not None:
                 layer.bias.trainable = False
+
+
+def freeze_unread(backbone, output: str) -> None:
+    """Freezes the backbone's layers that `output` does not depend on (BERT's pooler under mean
+    pooling): they get no gradient, so training them would only warn and count them as trainable."""
+    outputs = backbone.output
+    if not isinstance(outputs, dict) or output not in outputs or len(outputs) == 1:
+        return
+    read = {id(layer) for layer in keras.Model(backbone.input, outputs[output]).layers}
+    for layer in backbone.layers:
+        if id(layer) not in read and layer.weights:
+            layer.trainable = False
 
 
 def restart_adapters(backbone) -> None:
@@ -228,14 +247,42 @@ class PretrainedEncoder(keras.layers.Layer):
         self.lora_rank = int(lora_rank)
         self.pooling = pooling
         apply_train_mode(backbone, train, self.lora_rank)
+        if train == "full" and pooling != "cls":
+            freeze_unread(backbone, "sequence_output")
         if train == "lora":
             self._adapter_restart = AdapterRestart(backbone, name=f"{self.name}_adapter_restart")
+        if train == "task_lora":
+            targets = lora_targets(backbone)
+            _task_lora.check_targets(backbone, targets)
+            _compat.set_untracked(self, "_switch", _task_lora.AdapterSwitch(targets))
         self.built = True  # the backbone is built; this layer has no weights of its own
 
-    def call(self, strings, training=None):
+    def adapter_shapes(self) -> list:
+        """The kernel shapes of the layers a task's adapters adapt (train="task_lora")."""
+        return [list(layer.kernel.shape) for layer in self._switch.layers]
+
+    def call(self, strings, adapters=None, training=None):
         if len(strings.shape) == 2 and strings.shape[-1] == 1:
             strings = keras.ops.squeeze(strings, axis=-1)
-        packed = self.preprocessor(strings)
+        if self.train != "task_lora":
+            return self._encode(self.preprocessor(strings), training)
+        if adapters is None:
+            raise ValueError(
+                f"PretrainedEncoder {self.name!r} (train='task_lora') is called once per task with "
+                "adapters=<that task's TaskAdapters output>."
+            )
+        # Each task's call is a node of its own (its output depends on its
+        # adapters only); the tokens of the batch are computed once for all.
+        last = self.__dict__.get("_last_packed")
+        if last is not None and last[0] is strings:
+            packed = last[1]
+        else:
+            packed = self.preprocessor(strings)
+            _compat.set_untracked(self, "_last_packed", (strings, packed))
+        with self._switch.active(adapters):
+            return self._encode(packed, training)
+
+    def _encode(self, packed, training):
         outputs = self.backbone(packed, training=training)
         if isinstance(outputs, dict):
             sequence = outputs["sequence_output"]
@@ -256,7 +303,7 @@ class PretrainedEncoder(keras.layers.Layer):
                 pooled = keras.ops.sum(sequence * keep, axis=1) / count
         return {"pooled": pooled, "sequence": sequence}
 
-    def compute_output_spec(self, strings):
+    def compute_output_spec(self, strings, adapters=None):
         # From the backbone's own symbolic outputs, not by tracing the
         # tokenizer: a model being loaded calls this before the tokenizer's
         # vocabulary (a saved asset) is back.
@@ -268,6 +315,7 @@ class PretrainedEncoder(keras.layers.Layer):
             width, dtype = sequence.shape[-1], sequence.dtype
         batch = strings.shape[0]
         length = getattr(self.preprocessor, "sequence_length", None)
+
         return {
             "pooled": keras.KerasTensor((batch, width), dtype=dtype),
             "sequence": keras.KerasTensor((batch, length, sequence.shape[-1]), dtype=sequence.dtype),
@@ -293,16 +341,17 @@ class PretrainedEncoder(keras.layers.Layer):
 
 
 def backbone_outputs_sequence(backbone) -> None:
-    """Raises naming the backbone unless it gives per-token features (a text encoder)."""
+    """Raises naming the backbone unless it takes token ids and gives per-token features (a text encoder)."""
     outputs = backbone.output
     if isinstance(outputs, dict):
         ok = "sequence_output" in outputs
     else:
         ok = len(outputs.shape) == 3
-    if not ok:
+    if not ok or not (isinstance(backbone.input, dict) and "token_ids" in backbone.input):
         raise ValueError(
-            f"trunks.pretrained: backbone {backbone.name!r} ({type(backbone).__name__}) gives no "
-            "per-token 'sequence_output' of shape (batch, T, d); only text encoders are supported."
+            f"trunks.pretrained: backbone {backbone.name!r} ({type(backbone).__name__}) neither takes "
+            "'token_ids' and gives a per-token 'sequence_output' of shape (batch, T, d) nor takes one "
+            "image batch (batch, H, W, C); trunks.pretrained takes text encoders and image backbones."
         )
 
 

@@ -29,6 +29,8 @@ from typing import Optional as _Optional
 
 import yaml
 
+from keras_mtl._pretrained import POOLINGS as _POOLINGS
+from keras_mtl._pretrained import TRAIN_MODES as _TRAIN_MODES
 from keras_mtl.data.files import FORMATS as _FORMATS
 from keras_mtl.distribute import STRATEGIES as _STRATEGIES
 
@@ -42,7 +44,7 @@ def choices() -> dict[str, list]:
 
     Example:
     >>> choices()["tasks[].type"]
-    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging', 'zero_inflated_lognormal']
+    ['binary', 'multiclass', 'multilabel', 'ranking', 'regression', 'tagging', 'zero_inflated_lognormal']
     """
     from keras_mtl import models, optimizers, tasks, weighting
     from keras_mtl.data import datasets, sampling
@@ -248,14 +250,118 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TrunkConfig:
-    units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
-    dropout: float = 0.0
+    """The shared trunk under the heads: the one that fits the data, or a pretrained text encoder."""
+
+    # default: the trunk that fits the data (tabular, text, image or MLP); pretrained: a KerasHub text encoder (keras_mtl.trunks.pretrained)
+    type: _Literal["default", "pretrained"] = "default"
+    units: _Optional[list[int]] = None  # type default: widths of the trunk's Dense layers (unset: [128, 64])
+    dropout: _Optional[float] = None  # type default: dropout after each trunk layer (unset: 0)
+    preset: _Optional[str] = None  # type pretrained (required): a KerasHub preset directory (save_to_preset) or preset name
+    preprocessor: _Optional[str] = None  # type pretrained: the tokenizer's preset directory or name; unset: preset
+    # type pretrained: what of the encoder trains; unset: frozen. task_lora (each task its own adapters) needs shared_bottom
+    train: _Optional[_Literal[_TRAIN_MODES]] = None
+    lora_rank: _Optional[int] = None  # type pretrained, train lora or task_lora: the adapters' rank (unset: 4)
+    pooling: _Optional[_Literal[_POOLINGS]] = None  # type pretrained: cls (unset: the backbone's pooled output) or mean
+    # type pretrained: word pieces per text, [CLS] and [SEP] included; unset: the preprocessor's (KerasHub: 512)
+    sequence_length: _Optional[int] = None
+
+    # The keys each type takes; a set key of another type is an error.
+    KEYS = {
+        "default": ("units", "dropout"),
+        "pretrained": ("preset", "preprocessor", "train", "lora_rank", "pooling", "sequence_length"),
+    }
+    # What the default trunk's unset keys mean (filled in, so saved configs show them).
+    DEFAULTS = {"units": (128, 64), "dropout": 0.0}
+    # Why a key of the default trunk has no meaning for a pretrained one.
+    _NOT_PRETRAINED = (
+        " The heads read the encoder's pooled output directly; Dense layers of a task's own go in "
+        "tasks[].tower."
+    )
+
+    def __post_init__(self):
+        if self.type == "default":
+            for key, value in self.DEFAULTS.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, list(value) if isinstance(value, tuple) else value)
 
     def check(self, path):
-        if not self.units or any(u < 1 for u in self.units):
-            raise ConfigError(f"{path}.units must be a non-empty list of positive integers, got {self.units}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}.")
+        takes = self.KEYS[self.type]
+        for key in [k for keys in self.KEYS.values() for k in keys]:
+            if getattr(self, key) is not None and key not in takes:
+                hint = (
+                    f"{self._NOT_PRETRAINED} Remove it (or --set {path}.{key}=null)."
+                    if self.type == "pretrained"
+                    else f" Set {path}.type: pretrained for a pretrained encoder."
+                )
+                raise ConfigError(
+                    f"{path}.{key} does not apply to trunk type {self.type!r}, which takes "
+                    f"{', '.join(f'{path}.{k}' for k in takes)}.{hint}"
+                )
+        if self.type == "default":
+            if not self.units or any(u < 1 for u in self.units):
+                raise ConfigError(f"{path}.units must be a non-empty list of positive integers, got {self.units}.")
+            if not 0.0 <= self.dropout < 1.0:
+                raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}.")
+            return
+        self._check_pretrained(path)
+
+    def _check_pretrained(self, path):
+        from keras_mtl import _pretrained
+
+        if not self.preset:
+            raise ConfigError(
+                f"{path}.preset is required for trunk type 'pretrained': a KerasHub preset directory "
+                "(written by backbone.save_to_preset(dir) and tokenizer.save_to_preset(dir)) or a preset name."
+            )
+        if self.lora_rank is not None and self.train not in ("lora", "task_lora"):
+            raise ConfigError(
+                f"{path}.lora_rank applies to {path}.train lora or task_lora, not {self.train or 'frozen'}."
+            )
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise ConfigError(f"{path}.lora_rank must be >= 1, got {self.lora_rank}.")
+        if self.sequence_length is not None and self.sequence_length < 2:
+            raise ConfigError(f"{path}.sequence_length must be >= 2 ([CLS] and [SEP]), got {self.sequence_length}.")
+        try:
+            # Local directories are checked now, not when the model is built
+            # (after the data is read); preset names are only known to a hub.
+            for key, what in (("preset", "backbone"), ("preprocessor", "preprocessor")):
+                value = getattr(self, key)
+                if value is not None and _pretrained.looks_like_path(value):
+                    try:
+                        _pretrained.check_preset_dir(value, what, backbone=what == "backbone")
+                    except ValueError as e:
+                        raise ConfigError(f"{path}.{key}: {e}") from None
+            self.pretrained()  # the trunk's own checks of the options
+        except ImportError as e:
+            raise ConfigError(f"{path}.type: pretrained: {e}") from None
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def pretrained(self):
+        """`keras_mtl.trunks.pretrained` with this entry's set keys (type pretrained); the preset loads when the model is built.
+
+        Needs KerasHub, so the example is not a doctest (`docs/cli.md` runs one):
+        ```python
+        trunk = TrunkConfig(type="pretrained", preset="path/to/preset", train="lora").pretrained()
+        model = keras_mtl.models.shared_bottom(keras.Input((), dtype="string"), tasks, trunk=trunk)
+        ```
+        """
+        from keras_mtl import trunks
+
+        return trunks.pretrained(self.preset, **self.pretrained_kwargs())
+
+    def pretrained_kwargs(self) -> dict:
+        """The keyword arguments `trunks.pretrained(preset, ...)` gets: the set pretrained keys but `preset`.
+
+        Example:
+        >>> TrunkConfig(type="pretrained", preset="tiny", train="lora", lora_rank=8).pretrained_kwargs()
+        {'train': 'lora', 'lora_rank': 8}
+        """
+        return {
+            k: getattr(self, k) for k in self.KEYS["pretrained"] if k != "preset" and getattr(self, k) is not None
+        }
 
 
 @dataclasses.dataclass
@@ -316,6 +422,16 @@ class ModelConfig:
         _one_of(self.keep, ["none", "distill"], f"{path}.keep")
         if self.init_from is None and (self.freeze, self.keep) != ("trunk", "none"):
             raise ConfigError(f"{path}.freeze and {path}.keep apply to a model started from another: set {path}.init_from.")
+        if self.trunk.type == "pretrained" and self.init_from is not None:
+            raise ConfigError(
+                f"{path}.trunk.type: pretrained builds a new trunk, but {path}.init_from starts from a trained "
+                "model whose trunk replaces it; set one of them."
+            )
+        if self.trunk.train == "task_lora" and self.architecture != "shared_bottom":
+            raise ConfigError(
+                f"{path}.trunk.train: task_lora (one set of LoRA adapters per task) works with "
+                f"{path}.architecture shared_bottom only, got {self.architecture!r}; use train: lora here."
+            )
         if self.keep == "distill" and self.freeze != "none":
             raise ConfigError(
                 f"{path}.keep: distill keeps the old tasks while the trunk trains; with {path}.freeze: trunk "
@@ -354,6 +470,11 @@ class TaskConfig:
     # A Binary task whose probability this one's should not exceed, and the penalty's weight.
     at_most: _Optional[str] = None
     at_most_weight: float = 1.0
+    # Ranking only: the label column of each example's group (query, user), the
+    # loss (pairwise or listwise) and the cut-off k of the logged NDCG.
+    group: _Optional[str] = None
+    loss: _Optional[str] = None
+    ndcg_at: _Optional[int] = None
 
     def check(self, path):
         from keras_mtl import tasks
@@ -367,7 +488,11 @@ class TaskConfig:
             raise ConfigError(f"{path}.weight must be >= 0, got {self.weight}.")
         if not self.normalize and self.type != "regression":
             raise ConfigError(f"{path}.normalize applies to regression tasks only; {self.name!r} is {self.type}.")
-        needed = {"multiclass": "num_classes", "multilabel": "num_labels", "tagging": "num_tags"}
+        if self.type != "ranking":
+            for key in ("group", "loss", "ndcg_at"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{path}.{key} applies to ranking tasks only; {self.name!r} is {self.type}.")
+        needed = {"multiclass": "num_classes", "multilabel": "num_labels", "tagging": "num_tags", "ranking": "group"}
         if self.type in needed and getattr(self, needed[self.type]) is None:
             raise ConfigError(f"{path}.{needed[self.type]} is required for a {self.type} task.")
         try:
@@ -389,6 +514,9 @@ class TaskConfig:
                 kwargs[key] = getattr(self, key)
         if self.type == "regression":
             kwargs["normalize"] = self.normalize
+        if self.type == "ranking":
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("given", "entire_space", "at_most")}
+            kwargs.update(group=self.group, ndcg_at=self.ndcg_at, **({"loss": self.loss} if self.loss else {}))
         try:
             return tasks.get(self.type, self.name, **kwargs)
         except TypeError as e:

@@ -33,6 +33,7 @@ __all__ = [
     "Binary",
     "Multiclass",
     "Multilabel",
+    "Ranking",
     "Regression",
     "Tagging",
     "TargetMoments",
@@ -106,6 +107,8 @@ class Task:
     missing_class_id = -1
     # (low, high) of a valid label, for tasks whose loss assumes one (0/1 targets).
     label_range: tuple[float, float] | None = None
+    # Labels are values >= 0 with no upper bound (amounts, relevance grades).
+    nonnegative_labels = False
 
     def __init__(
         self,
@@ -130,7 +133,7 @@ class Task:
                 f"Task {name!r}: weight must be a finite number >= 0, got {weight}."
             )
         self.weight = weight
-        self.loss = keras.losses.get(loss if loss is not None else self.default_loss)
+        self.loss = self._resolve_loss(loss)
         self._metrics = list(metrics) if metrics is not None else None
         self.tower = [int(u) for u in tower]
         self.given = validate_name(given, "given") if given is not None else None
@@ -157,6 +160,13 @@ class Task:
         if not at_most_weight >= 0 or at_most_weight == float("inf"):
             raise ValueError(f"Task {name!r}: at_most_weight must be a finite number >= 0, got {at_most_weight}.")
         self.at_most_weight = at_most_weight
+
+    def _resolve_loss(self, loss):
+        return keras.losses.get(loss if loss is not None else self.default_loss)
+
+    # Label key of the group (query, user) each example belongs to, for tasks
+    # whose loss compares the examples of a group (`Ranking`); None otherwise.
+    group: str | None = None
 
     # ------------------------------------------------------------------ model
     # Subclasses define `units`: the size of the output layer's last axis.
@@ -672,7 +682,7 @@ def available() -> list[str]:
 
     Example:
     >>> available()
-    ['binary', 'multiclass', 'multilabel', 'regression', 'tagging', 'zero_inflated_lognormal']
+    ['binary', 'multiclass', 'multilabel', 'ranking', 'regression', 'tagging', 'zero_inflated_lognormal']
     """
     return _TASK_TYPES.available()
 
@@ -699,6 +709,7 @@ class ZeroInflatedLognormal(Task):
     target_kind = "sparse"  # one label per example for the three output units
     missing_class_id = None
     units = 3
+    nonnegative_labels = True
 
     def __init__(self, name: str, **kwargs):
         from keras_mtl import _ziln
@@ -726,9 +737,87 @@ class ZeroInflatedLognormal(Task):
         return _ziln.expected_value(y_pred)
 
 
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Ranking(Task):
+    """A score that orders the examples of each group (the items shown for one query, one
+    user) by relevance: one linear output, a loss over pairs or lists within a group.
+
+    Labels are relevance grades >= 0 (a click is 1, a purchase 2, ...; -1 or
+    NaN = missing); `group` names the label key holding each example's
+    group id (integers, or strings, which are hashed). Only examples of the
+    same group are compared, within a batch (under a strategy, within the
+    global batch: replicas gather each other's scores), so batches should
+    hold whole groups or large parts of them.
+
+    Args:
+        name: the task (and output) name.
+        group: the label key of the group ids.
+        loss: `"pairwise"`: RankNet's logistic loss, the mean over pairs
+            (i, j) of one group with y_i > y_j of log(1 + exp(-(s_i - s_j)));
+            or `"listwise"`: ListNet's top-one cross-entropy, the mean over
+            groups of -sum_i (y_i / sum_j y_j) log softmax(s)_i.
+        ndcg_at: the cut-off k of the logged `<task>_ndcg` (None: the whole
+            group); NDCG is computed over the examples of each group within
+            a batch, and averaged over groups with a positive label.
+        **kwargs: `label`, `weight`, `tower`, `metrics` as for every task.
+
+    Example:
+    >>> task = Ranking("relevance", group="query")
+    >>> task.units, task.group, task.loss
+    (1, 'query', 'pairwise')
+    """
+
+    units = 1
+    activation = "linear"
+    nonnegative_labels = True
+
+    def __init__(self, name: str, *, group: str, loss: str = "pairwise", ndcg_at: int | None = None, **kwargs):
+        for key in ("given", "entire_space", "at_most"):
+            if kwargs.get(key):
+                raise ValueError(f"Task {name!r}: a Ranking task cannot take {key}= (it is for Binary tasks).")
+        super().__init__(name, loss=loss, **kwargs)
+        self.group = validate_name(group, "group")
+        if self.group in (self.name, self.label):
+            raise ValueError(f"Task {name!r}: group must be another label key than the task's own; got {group!r}.")
+        if ndcg_at is not None and (isinstance(ndcg_at, bool) or not isinstance(ndcg_at, int) or ndcg_at < 1):
+            raise ValueError(f"Task {name!r}: ndcg_at must be a positive int or None, got {ndcg_at!r}.")
+        self.ndcg_at = ndcg_at
+
+    def _resolve_loss(self, loss):
+        from keras_mtl import _ranking
+
+        if loss not in _ranking.LOSSES:
+            raise ValueError(f"Task {self.name!r}: a Ranking loss must be one of {list(_ranking.LOSSES)}, got {loss!r}.")
+        return loss
+
+    def group_loss(self, y, y_pred, weights, groups):
+        """`(this replica's share of the loss, the number of pairs or lists behind it)`."""
+        from keras_mtl import _ranking
+
+        loss = _ranking.pairwise_logistic if self.loss == "pairwise" else _ranking.listwise_softmax
+        return loss(y_pred, y, weights, groups)
+
+    def unit_losses(self, y, y_pred):
+        raise TypeError(
+            f"Task {self.name!r} (Ranking) has no loss per example: its loss compares the examples of a "
+            "group (group_loss)."
+        )
+
+    def label_rule(self, low, high):
+        valid = (low >= tf.cast(0, low.dtype)) & (tf.math.is_finite(high) if high.dtype.is_floating else True)
+        return valid, f"Task {self.name}: relevance labels must be finite and >= 0 (-1 or NaN = missing)"
+
+    def label_shape_hint(self):
+        return "one relevance grade >= 0"
+
+    def get_config(self):
+        return {**super().get_config(), "group": self.group, "ndcg_at": self.ndcg_at}
+
+
 for _type_name, _cls in (
     ("binary", Binary), ("multiclass", Multiclass), ("multilabel", Multilabel),
     ("regression", Regression), ("tagging", Tagging), ("zero_inflated_lognormal", ZeroInflatedLognormal),
+    ("ranking", Ranking),
 ):
     register(_type_name, _cls)
 

@@ -169,15 +169,82 @@ def build_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: lis
     return model
 
 
+def _text_input(data: data_lib.MultiTaskData) -> dict:
+    """`{name: input}`: the one raw-string input of `data`, or a ConfigError naming its other inputs.
+
+    A pretrained text encoder tokenizes one string per example. Bundled text
+    datasets give one (`text`); a table must have exactly one feature column,
+    read as text (`data.features: {COLUMN: text}`, other columns `drop`).
+
+    Example:
+    >>> import numpy as np
+    >>> cols = {s: ({"review": np.asarray(["a b c"], dtype=object)}, {}) for s in ("train", "validation", "test")}
+    >>> data = data_lib.MultiTaskData.from_splits(
+    ...     "d", {"review": keras.Input((), dtype="string", name="review")}, [], cols, batch_size=1, seed=0)
+    >>> sorted(_text_input(data))
+    ['review']
+    """
+    inputs = data.inputs if isinstance(data.inputs, dict) else {getattr(data.inputs, "name", "input"): data.inputs}
+    types = data.column_types or {}
+
+    def kind(name):  # how a table reads the column, else the input's dtype and shape
+        tensor = inputs[name]
+        return types[name].kind if name in types else f"{tensor.dtype} {tuple(tensor.shape[1:])}"
+
+    def is_text(name):
+        return inputs[name].dtype == "string" and (name not in types or types[name].kind == "text")
+
+    if len(inputs) == 1 and is_text(next(iter(inputs))):
+        return dict(inputs)
+    described = ", ".join(f"{name} ({kind(name)})" for name in inputs)
+    if types:  # a user's table: say which data.features make it one text column
+        strings = [n for n in inputs if is_text(n)] or [n for n in inputs if inputs[n].dtype == "string"]
+        if strings:
+            keys = [f"{strings[0]}: text"] + [f"{n}: drop" for n in inputs if n != strings[0]]
+            fix = f" Read {strings[0]!r} as text and drop the other columns: data.features: {{{', '.join(keys)}}}."
+        else:
+            fix = " The table has no string column to read as text."
+    else:
+        fix = " Use a text dataset (trump_tweets, newsgroups) or your own table with one text column."
+    raise config_lib.ConfigError(
+        f"model.trunk.type pretrained reads one column of raw text, but the data {data.name!r} gives {described}.{fix}"
+    )
+
+
+def _trunk(cfg: config_lib.Config, data: data_lib.MultiTaskData, single: bool):
+    """The trunk `model.trunk` describes: the default one for the data, or a pretrained encoder."""
+    trunk_cfg = cfg.model.trunk
+    if trunk_cfg.type == "default":
+        return default_trunk(data, trunk_cfg.units, trunk_cfg.dropout)
+    _text_input(data)
+    if trunk_cfg.train == "task_lora" and not single and cfg.model.architecture != "shared_bottom":
+        # The config is checked for this; compare's --architectures are not.
+        raise config_lib.ConfigError(
+            f"model.trunk.train: task_lora (one set of LoRA adapters per task) works with model.architecture "
+            f"shared_bottom only, not {cfg.model.architecture!r}; use train: lora for it."
+        )
+    if single and trunk_cfg.train == "task_lora":
+        # A single-task model (compare's baselines) has one task: its own
+        # adapters on the frozen encoder are plain LoRA.
+        trunk_cfg = dataclasses.replace(trunk_cfg, train="lora")
+    try:
+        return trunk_cfg.pretrained()
+    except (ValueError, ImportError) as e:
+        raise config_lib.ConfigError(f"model.trunk: {e}") from e
+
+
 def _new_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: list, subset: dict):
     """The untrained model of `model.architecture` and `model.trunk`."""
-    trunk = default_trunk(data, cfg.model.trunk.units, cfg.model.trunk.dropout)
-    if cfg.model.architecture == "single_task":
-        return models.single_task(data.inputs, tasks[0], trunk)
+    single = cfg.model.architecture == "single_task"
+    trunk = _trunk(cfg, data, single)
     try:
+        if single:
+            return models.single_task(data.inputs, tasks[0], trunk)
         return models.get(cfg.model.architecture)(data.inputs, tasks, trunk, **cfg.model.hyperparameters(), **subset)
     except ValueError as e:  # the factories check their arguments and tasks
-        raise config_lib.ConfigError(f"model.architecture {cfg.model.architecture}: {e}") from e
+        # A pretrained preset is loaded (and can fail) when the model is built on it.
+        key = "model.trunk" if str(e).startswith("trunks.pretrained") else f"model.architecture {cfg.model.architecture}"
+        raise config_lib.ConfigError(f"{key}: {e}") from e
 
 
 def _label_keys(data: data_lib.MultiTaskData) -> set:
@@ -350,9 +417,13 @@ def _check_same_config(cfg: config_lib.Config, saved: Path, run_name: str) -> No
         return
     before = flatten(yaml.safe_load(saved.read_text()) or {})
     now = flatten(config_lib.to_dict(cfg))
+    # A key added to the schema after the run started (model.trunk.type) is
+    # missing from its saved config; at its default it changes nothing.
+    defaults = flatten(config_lib.to_dict(config_lib.Config(name=cfg.name)))
     changed = sorted(
         k for k in set(before) | set(now)
         if before.get(k) != now.get(k) and not k.startswith(_RESUMABLE_CHANGES)
+        and not (k not in before and k in defaults and now.get(k) == defaults[k])
     )
     if changed:
         diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)

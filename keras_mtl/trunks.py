@@ -17,7 +17,7 @@ import typing
 
 import keras
 
-from keras_mtl import _pretrained
+from keras_mtl import _pretrained, _pretrained_image, _task_lora
 from keras_mtl.layers.sparse_embedding import SparseEmbedding
 
 Representation = "keras.KerasTensor | dict[str, keras.KerasTensor]"
@@ -321,17 +321,28 @@ def pretrained(
     preprocessor=None,
     train: str = "frozen",
     lora_rank: int = 4,
-    pooling: str = "cls",
+    pooling: str | None = None,
     sequence_length: int | None = None,
     name: str = "trunk",
 ) -> typing.Callable:
-    """A pretrained KerasHub text encoder, with its tokenizer inside the model: raw strings in.
+    """A pretrained KerasHub text encoder or image backbone, with its preprocessing inside the model.
 
-    Returns `{"pooled": (batch, d), "sequence": (batch, T, d)}` like `text`,
+    Text encoders (BERT, ...: token ids in) take raw strings and return
+    `{"pooled": (batch, d), "sequence": (batch, T, d)}` like `text`,
     so `Tagging` tasks read one vector per token (T is the preprocessor's
     `sequence_length`, special tokens such as BERT's `[CLS]`/`[SEP]`
     included: tag labels are per word piece, padded to T). Needs
     `keras-hub` (`pip install 'keras-mtl[pretrained]'`).
+
+    Image backbones (ResNet, ViT, ...: one image batch in; a backbone
+    object that takes one (batch, H, W, C) input, or a preset directory
+    whose config gives an `image_shape`) take raw images, float or uint8
+    (batch, H, W, C), run through the backbone's `ImageConverter`
+    (resize, rescale) in the model, and return `{"pooled": (batch, d)}`:
+    no per-token output, so `Tagging` tasks are refused. A named image
+    preset is loaded as a text one (it needs the network either way): pass
+    `keras_hub.models.Backbone.from_preset(name)` or its saved directory.
+    `train="task_lora"` is for text encoders for now.
 
     Args:
         backbone: a `keras_hub.models.Backbone`, a local preset directory
@@ -343,14 +354,26 @@ def pretrained(
             packer), or a preset directory or name to load a
             `TextClassifierPreprocessor` from; default: the `backbone` preset
             (which must then hold the tokenizer too: `tokenizer.save_to_preset(dir)`).
+            For an image backbone: a `keras_hub.layers.ImageConverter`, a
+            KerasHub image preprocessor holding one, or a preset directory;
+            default: the backbone preset's converter if it saved one
+            (`converter.save_to_preset(dir)`), else none (images reach the
+            backbone as they are, cast to float).
         train: "frozen" (the backbone does not train; only what is above it
             does), "lora" (Keras' LoRA: low-rank adapters on the attention
             query and value projections train, every original weight is
-            frozen, those projections' biases included), or "full".
-        lora_rank: the adapters' rank, for train="lora".
+            frozen, those projections' biases included), "task_lora" (the
+            same adapters, one set per task, layers named `<task>_lora`: each
+            task takes its own pass through the frozen backbone; for
+            `models.shared_bottom` and `models.single_task`), or "full".
+        lora_rank: the adapters' rank, for train="lora" and "task_lora".
         pooling: "cls" (the backbone's own pooled output where it has one,
             BERT's pooler over `[CLS]`, else the first token's vector) or
-            "mean" (the mean over real tokens, padding excluded).
+            "mean" (the mean over real tokens, padding excluded); default
+            (None) "cls". For image backbones: a feature map (ResNet) pools
+            over positions, "mean" (or "avg", the default) or "max"; tokens
+            (ViT) give the class token ("cls", the default where there is
+            one) or pool over the patch tokens ("mean", "max").
         sequence_length: T, the packed length; default: the preprocessor's
             (KerasHub's default is 512; it must not exceed the backbone's
             `max_sequence_length`). A preprocessor object given is set to it.
@@ -367,8 +390,14 @@ def pretrained(
     ```python
     trunk = mtl.trunks.pretrained("path/to/preset", train="lora", lora_rank=4)
     model = mtl.models.shared_bottom(keras.Input((), dtype="string"), tasks, trunk=trunk)
+    image_trunk = mtl.trunks.pretrained("path/to/resnet_preset", train="full")  # pooling: mean
+    model = mtl.models.mmoe(keras.Input((224, 224, 3), dtype="uint8"), tasks, trunk=image_trunk)
     ```
     """
+    if _pretrained_image.is_image_backbone(backbone):
+        return _pretrained_image.trunk(backbone, preprocessor=preprocessor, train=train, lora_rank=lora_rank,
+                                       pooling=pooling, sequence_length=sequence_length, name=name)
+    pooling = "cls" if pooling is None else pooling  # text encoders: the backbone's pooled output
     _pretrained.check_options(train, pooling, lora_rank)
     if sequence_length is not None and (
         isinstance(sequence_length, bool) or not isinstance(sequence_length, numbers.Integral) or sequence_length < 2
@@ -386,7 +415,14 @@ def pretrained(
             )
         preprocessor = backbone
 
-    def build(inputs):
+    def build(inputs, tasks=None):
+        if train == "task_lora" and tasks is None:
+            raise ValueError(
+                "trunks.pretrained(train='task_lora') gives each task its own adapters and its own pass "
+                "through the encoder, so it is built with the tasks: use it with models.shared_bottom or "
+                "models.single_task (mixtures and columns mix one shared representation; for them use "
+                "train='lora')."
+            )
         if isinstance(inputs, typing.Mapping):
             if len(inputs) != 1:
                 raise ValueError(f"trunks.pretrained takes one string input; got inputs {sorted(inputs)}.")
@@ -405,8 +441,12 @@ def pretrained(
         encoder = _pretrained.PretrainedEncoder(
             encoder_backbone, encoder_preprocessor, train=train, lora_rank=lora_rank, pooling=pooling, name=name
         )
+        if train == "task_lora":
+            return _task_lora.encode_per_task(encoder, inputs, [t.name for t in tasks], lora_rank)
         return encoder(inputs)
 
+    # Factories hand a per-task trunk the tasks and read one representation per task.
+    build.per_task = train == "task_lora"
     return build
 
 

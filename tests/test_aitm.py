@@ -44,12 +44,43 @@ def test_aitm_builds_a_chain_and_the_calibrator_bounds_later_steps():
     assert history.history["buy_auc"][-1] > 0.8
 
 
+@pytest.mark.parametrize("architecture, kwargs", [
+    ("mmoe", {"num_experts": 3, "expert_units": [8]}),
+    ("ple", {"num_levels": 2, "num_experts": 1, "num_task_experts": 1, "expert_units": [8]}),
+])
+def test_aitm_towers_read_each_tasks_mixture_under_mmoe_and_ple(architecture, kwargs):
+    tasks = [Binary("click"), Binary("buy")]
+    model = mtl.models.aitm(keras.Input((5,), name="x"), tasks, tower_units=[8], calibrator=0.5,
+                            architecture=architecture, unknown_labels="ignore", **kwargs)
+    names = [layer.name for layer in model.layers]
+    # Each task's tower reads its own gated mixture (of the last level, for PLE), not the trunk output.
+    for task in ("click", "buy"):
+        tower = model.get_layer(f"{task}_aitm_tower_0")
+        producer = tower._inbound_nodes[0].input_tensors[0]._keras_history.operation
+        assert producer.name.startswith(f"{task}_mixture"), producer.name
+        assert any(n.startswith(f"{task}_gate") for n in names)
+    assert "buy_ait" in names and "click_transfer" in names and model.unknown_labels == "ignore"
+    assert model.get_task("buy").at_most == "click" and model.representation == "representation"
+    # Heads of the architecture's own (`<task>` Dense on the mixture) are replaced, not kept beside.
+    assert sum(layer.name == "buy" for layer in model.layers) == 1
+    x = np.random.default_rng(0).normal(size=(256, 5)).astype("float32")
+    click = (x[:, 0] > 0).astype("float32")
+    buy = click * (x[:, 1] > 0)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = model.fit({"x": x}, {"click": click, "buy": buy, "other": click}, epochs=4, batch_size=64, verbose=0).history
+    assert history["buy_auc"][-1] > 0.8 and history["loss"][-1] < history["loss"][0]
+
+
 def test_bad_aitm_and_at_most_requests():
     x = keras.Input((3,))
     with pytest.raises(ValueError, match="aitm: tasks must be two or more Binary tasks"):
         mtl.models.aitm(x, [Binary("click"), Regression("spend")])
     with pytest.raises(ValueError, match="calibrator must be >= 0"):
         mtl.models.aitm(x, [Binary("click"), Binary("buy")], calibrator=-1)
+    with pytest.raises(ValueError, match="nope"):
+        mtl.models.aitm(x, [Binary("click"), Binary("buy")], architecture="nope")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \[.num_experts.\]"):
+        mtl.models.aitm(x, [Binary("click"), Binary("buy")], num_experts=2)  # shared_bottom has no experts
     with pytest.raises(ValueError, match="Task 'buy' is at_most 'clik', which is not a Binary task of this model"):
         mtl.models.shared_bottom(x, [Binary("click"), Binary("buy", at_most="clik")])
     with pytest.raises(ValueError, match="at_most bounds a Binary task's probability"):

@@ -328,6 +328,49 @@ def test_adam_slots_and_clip_by_norm():
     assert Recording.calls == 1, f"{VERSIONS}: Optimizer.apply no longer calls the _clip_gradients hook LazyAdam overrides."
 
 
+# -------------------------------------------------- learning-rate multipliers
+def test_learning_rate_multipliers_scale_update_step_exactly_and_undo():
+    a, b = (keras.Variable(np.ones(2), dtype="float32", name=n) for n in "ab")
+    g = tf.constant([0.5, -2.0])
+    calls = []
+    sgd = keras.optimizers.SGD(0.1)
+    _compat.set_learning_rate_multipliers(sgd, [(a, 0.3)])
+    scaled_step = sgd.update_step
+
+    def recording(gradient, variable, learning_rate):
+        calls.append(sgd._var_key(variable))
+        return scaled_step(gradient, variable, learning_rate)
+
+    _compat.set_untracked(sgd, "update_step", recording)
+    sgd.apply([g, g], [a, b])
+    assert sorted(calls) == sorted([sgd._var_key(a), sgd._var_key(b)]), (
+        f"{VERSIONS}: Optimizer.apply no longer calls the instance's update_step once per variable, "
+        "with variables whose _var_key is the Keras variable's."
+    )
+    lr = np.float32(0.1)
+    # SGD's step is variable - gradient * rate, in float32: bit for bit at rate 0.1 x 0.3.
+    np.testing.assert_array_equal(a.numpy(), np.float32(1) - g.numpy() * (lr * np.float32(0.3)), err_msg=VERSIONS)
+    np.testing.assert_array_equal(b.numpy(), np.float32(1) - g.numpy() * lr, err_msg=VERSIONS)
+    _compat.set_learning_rate_multipliers(sgd, [])
+    assert "update_step" not in vars(sgd)
+    before = a.numpy()
+    sgd.apply([g, g], [a, b])
+    np.testing.assert_array_equal(a.numpy(), before - g.numpy() * lr)
+
+
+def test_learning_rate_multipliers_decay_at_the_scaled_rate():
+    a, b = (keras.Variable(np.ones(2), dtype="float32", name=n) for n in "ab")
+    adamw = keras.optimizers.AdamW(0.1, weight_decay=0.5)
+    assert type(adamw)._apply_weight_decay in _compat._keras_weight_decay_rules(), (
+        f"{VERSIONS}: AdamW no longer uses Keras' own _apply_weight_decay."
+    )
+    _compat.set_learning_rate_multipliers(adamw, [(a, 0.2)])
+    zero = tf.zeros(2)  # no gradient step (Adam's step of a zero gradient is 0): only the decay
+    adamw.apply([zero, zero], [a, b])
+    np.testing.assert_allclose(a.numpy(), 1 - 0.5 * 0.1 * 0.2, rtol=1e-6, err_msg=VERSIONS)
+    np.testing.assert_allclose(b.numpy(), 1 - 0.5 * 0.1, rtol=1e-6, err_msg=VERSIONS)
+
+
 # --------------------------------------------------------------- layer walks
 def test_sublayers_and_created_trainable_see_nested_layers_and_frozen_kernels():
     from keras_mtl._heads import ScaledDense
@@ -351,8 +394,24 @@ _INTERNALS = re.compile(
     r"|_initial_epoch|_training_metadata_path|_current_epoch|_last_batch_seen|_list_adaptable_preprocessors"
     r"|_is_adapted|_sublayers_built|_call_has_training_arg|_should_write_train_graph|_should_trace"
     r"|_get_variable_index|_momentums|_velocities|_velocity_hats|_clip_by_norm|_flatten_layers"
-    r"|_trainable_variables)\b"
+    r"|_trainable_variables|_var_key|_apply_weight_decay|_use_weight_decay)\b"
 )
+
+
+def test_wrap_call_runs_in_place_of_one_layers_call_eagerly_symbolically_and_traced():
+    dense = keras.layers.Dense(2, kernel_initializer="ones", name="wrapped")
+    other = keras.layers.Dense(2, kernel_initializer="ones")
+    x = keras.Input((3,))
+    model = keras.Model(x, [dense(x), other(x)])
+    _compat.wrap_call(dense, lambda call: lambda inputs, *a, **k: call(inputs, *a, **k) + 10.0)
+    ones = np.ones((1, 3), "float32")
+    eager = model(ones)
+    traced = tf.function(model)(ones)
+    for got in (eager, traced):
+        np.testing.assert_allclose(got[0], [[13.0, 13.0]])  # this layer: wrapped
+        np.testing.assert_allclose(got[1], [[3.0, 3.0]])  # another of the same class: not
+    assert type(dense) is keras.layers.Dense and dense.get_config()["name"] == "wrapped"
+    assert dense.compute_output_spec(keras.KerasTensor((None, 3))).shape == (None, 2)
 
 
 def test_internals_are_used_only_in_the_compat_module():

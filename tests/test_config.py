@@ -49,7 +49,7 @@ def test_overrides():
         ("model.trunk.units=[]", r"model.trunk.units must be a non-empty list"),
         ("model.trunk.units=[8, x]", r"model.trunk.units\[1\] must be an integer"),
         ("model.trunk=5", r"model.trunk must be a mapping"),
-        ("tasks.0.type=ranking", r"tasks\[0\].type must be one of"),
+        ("tasks.0.type=rankings", r"tasks\[0\].type must be one of"),
         ("tasks.0.weight=-1", r"tasks\[0\].weight must be >= 0"),
         ("tasks.1.name=income", r"tasks\[1\].name: duplicate task name 'income'"),
         ("tasks.0.name=bad name", r"tasks\[0\].name: Invalid task name 'bad name'"),

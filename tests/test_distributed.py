@@ -155,6 +155,27 @@ def assert_exact_on_two_devices(build, x, y, keys, callbacks=list, epochs=2, **c
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loss", ["pairwise", "listwise"])
+def test_ranking_losses_compare_examples_across_replicas_exactly(rng, loss):
+    n = 48
+    x = rng.normal(size=(n, 5)).astype("float32")
+    relevance = np.clip(np.round(x[:, 0] + rng.normal(scale=0.5, size=n)), 0, 3).astype("float32")
+    relevance[np.arange(n) % 7 == 0] = np.nan
+    # Interleaved groups: each group's examples sit on both replicas, so pairs and lists cross them.
+    query = (np.arange(n) % 3).astype("int64")
+    click = (x[:, 1] > 0).astype("float32")
+    assert_exact_on_two_devices(
+        lambda: mtl.models.shared_bottom(
+            keras.Input((5,)),
+            [tasks.Ranking("relevance", group="query", loss=loss), tasks.Binary("click")],
+            trunk=mtl.trunks.mlp([8]),
+        ),
+        x, {"relevance": relevance, "query": query, "click": click},
+        ("relevance_loss", "relevance_ndcg", "click_loss", "loss"),
+    )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("entire_space", [False, True], ids=["conditional", "esmm"])
 def test_conditional_and_ziln_tasks_are_exact_under_mirrored_strategy(rng, entire_space):
     n = 48
@@ -180,7 +201,8 @@ def test_conditional_and_ziln_tasks_are_exact_under_mirrored_strategy(rng, entir
 
 
 @pytest.mark.slow
-def test_aitm_with_its_calibrator_is_exact_under_mirrored_strategy(rng):
+@pytest.mark.parametrize("architecture, kwargs", [("shared_bottom", {}), ("mmoe", {"num_experts": 2, "expert_units": [8]})])
+def test_aitm_with_its_calibrator_is_exact_under_mirrored_strategy(rng, architecture, kwargs):
     n = 48
     x = rng.normal(size=(n, 5)).astype("float32")
     click = (x[:, 0] > 0).astype("float32")
@@ -188,7 +210,8 @@ def test_aitm_with_its_calibrator_is_exact_under_mirrored_strategy(rng):
     buy[np.arange(n) % 7 == 0] = np.nan  # some missing, unevenly across replicas
     assert_exact_on_two_devices(
         lambda: mtl.models.aitm(keras.Input((5,)), [tasks.Binary("click"), tasks.Binary("buy")],
-                                trunk=mtl.trunks.mlp([8]), tower_units=[8], calibrator=0.6),
+                                trunk=mtl.trunks.mlp([8]), tower_units=[8], calibrator=0.6,
+                                architecture=architecture, **kwargs),
         x, {"click": click, "buy": buy}, ("click_loss", "buy_loss", "loss"),
     )
 

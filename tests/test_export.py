@@ -68,6 +68,13 @@ def test_signatures_take_raw_features_and_examples(census_export):
     # Wrong dtypes fail at the typed signature, before the model runs.
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor but is a string"):
         sig(**{k: tf.constant(["x"]) for k in inputs})
+    # A NaN or inf feature is refused, naming the input, in every signature taking raw features.
+    request = {k: tf.constant([0.0, 1.0]) if v.dtype == tf.float32 else tf.constant(["", ""]) for k, v in inputs.items()}
+    assert sig(**request)["income"].shape == (2,)
+    for bad in (float("nan"), float("inf")):
+        for name in ("serving_default", "predict_income"):
+            with pytest.raises(tf.errors.InvalidArgumentError, match="input 'age' of the request holds NaN or inf"):
+                loaded.signatures[name](**{**request, "age": tf.constant([30.0, bad])})
 
 
 @pytest.mark.slow

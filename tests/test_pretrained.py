@@ -117,13 +117,17 @@ def test_fit_trains_two_tasks_and_leaves_the_original_weights_bit_identical(pres
     assert heads and all(not np.array_equal(a, w.numpy()) for a, w in zip(heads_before, heads))
     loaded = assert_keras_round_trip(model, x, tmp_path)
     if train == "lora":
-        # Keras loads both adapter kernels as zeros, where no gradient reaches them; they must train again.
-        adapters = loaded.get_layer("trunk").trainable_weights
-        assert all(np.any(w.numpy() != 0) for w in adapters if w.path.endswith("lora_kernel_a"))
-        before = [w.numpy().copy() for w in adapters]
-        loaded.compile(optimizer=keras.optimizers.Adam(0.01))
-        loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
-        assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, adapters))
+        assert_adapters_train_again(loaded, x, y)
+
+
+def assert_adapters_train_again(loaded, x, y):
+    """Keras loads both LoRA kernels as zeros, where no gradient reaches them; they must train again."""
+    adapters = loaded.get_layer("trunk").trainable_weights
+    assert all(np.any(w.numpy() != 0) for w in adapters if w.path.endswith("lora_kernel_a"))
+    before = [w.numpy().copy() for w in adapters]
+    loaded.compile(optimizer=keras.optimizers.Adam(0.01))
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, adapters))
 
 
 def assert_keras_round_trip(model, x, tmp_path):
@@ -281,10 +285,25 @@ def test_gradient_weighting_on_the_adapters_or_on_the_representation(preset):
         assert model.shared_layers == (["trunk"] if train == "lora" else [])
 
 
+def test_full_mode_with_mean_pooling_freezes_the_unread_pooler(preset):
+    x, y = sentences(8)
+    model = build(preset, train="full", pooling="mean")
+    encoder = model.get_layer("trunk")
+    assert not encoder.backbone.get_layer("pooled_dense").trainable
+    assert count(encoder.trainable_weights) == tiny_bert().count_params() - (HIDDEN * HIDDEN + HIDDEN)
+    assert build(preset, train="full").get_layer("trunk").backbone.get_layer("pooled_dense").trainable  # cls reads it
+    model.compile(optimizer="adam")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Gradients do not exist")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
 @pytest.mark.slow
 def test_keras_round_trip_in_full_mode(preset, tmp_path):
     x, _ = sentences(8)
-    assert_keras_round_trip(build(preset, train="full"), x, tmp_path)
+    assert_keras_round_trip(build(preset, train="full", pooling="mean"), x, tmp_path)  # the pooler frozen again
 
 
 @pytest.mark.slow

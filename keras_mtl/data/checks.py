@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from keras_mtl._conditions import joint_tasks
-from keras_mtl.tasks import Multilabel, Tagging, Task, ZeroInflatedLognormal
+from keras_mtl.tasks import Multilabel, Tagging, Task
 
 
 def check_features(features: Mapping[str, np.ndarray], where: str = "the data") -> None:
@@ -111,11 +111,12 @@ def check_labels(task: Task, column, where: str = "the data", *, require_some: b
         value, row = first(~np.isfinite(real))
         missing = "NaN" if task.missing_class_id is None else "-1 or NaN"
         raise ValueError(f"{owner}: label {value} at row {row} is not finite; mark a missing label with {missing}.")
-    if isinstance(task, ZeroInflatedLognormal):
+    if task.nonnegative_labels:
         bad = real < 0
         if bad.any():
             value, row = first(bad)
-            raise ValueError(f"{owner}: value {value} at row {row} is negative; values are >= 0 (NaN = missing).")
+            missing = "NaN" if task.missing_class_id is None else "-1 or NaN"
+            raise ValueError(f"{owner}: value {value} at row {row} is negative; values are >= 0 ({missing} = missing).")
     elif task.target_kind == "sparse":
         bad = (real < 0) | (real >= task.units) | (real != np.round(real))
         if bad.any():
@@ -163,6 +164,11 @@ def check_columns(
                 f"labels are {sorted(labels)}."
             )
         check_labels(task, labels[task.label], where, require_some=require_labels)
+        if task.group is not None and task.group not in labels:
+            raise ValueError(
+                f"No group ids for task {task.name!r} (Ranking) in {where}: its labels need the key "
+                f"{task.group!r} with each example's group (query, user) id; its labels are {sorted(labels)}."
+            )
     check_conditions(tasks, labels, where)
 
 

@@ -51,7 +51,8 @@ class MultiTaskData:
     ) -> "MultiTaskData":
         """Builds the batched train/validation/test datasets from `{split: (features, labels)}` columns.
 
-        Only "train" is shuffled (every epoch); `extra` sets the optional fields.
+        Only "train" is shuffled (every epoch), by whole groups when a task
+        ranks within groups (`shuffle_group`); `extra` sets the optional fields.
         Every split is checked against `tasks` first (see
         `keras_mtl.data.checks`): labels of the right shape, class ids in
         range, no NaN/inf other than the missing marker, no NaN/inf in float
@@ -67,7 +68,7 @@ class MultiTaskData:
 
         for split, (features, labels) in columns.items():
             check_columns(features, labels, tasks, f"split {split!r}", require_labels=split == "train")
-        datasets = _checked(batched_splits(columns, batch_size, seed), tasks)
+        datasets = _checked(batched_splits(columns, batch_size, seed, shuffle_group(tasks)), tasks)
         return cls(
             name=name,
             inputs=inputs,
@@ -124,7 +125,7 @@ class MultiTaskData:
             for name, (features, labels) in self.columns.items()
         }
         # The raw columns were checked when this data was built (`from_splits`).
-        datasets = batched_splits(columns, self.batch_size, self.seed)
+        datasets = batched_splits(columns, self.batch_size, self.seed, shuffle_group(self.tasks))
         return dataclasses.replace(self, **_checked(datasets, self.tasks))
 
     def keep_labels(self, fractions: dict, *, tasks: list | None = None, seed: int | None = None) -> "MultiTaskData":
@@ -196,3 +197,17 @@ def _checked(datasets: dict, tasks: list) -> dict:
     from keras_mtl.data.batch_checks import mark_checked
 
     return {name: mark_checked(ds, tasks) for name, ds in datasets.items()}
+
+
+def shuffle_group(tasks) -> str | None:
+    """The group key training batches keep together: the first Ranking task's, else None.
+
+    A ranking loss compares the examples of a group within a batch; rows
+    shuffled one by one would scatter each group over many batches.
+
+    Example:
+    >>> import keras_mtl as mtl
+    >>> shuffle_group([mtl.tasks.Binary("click"), mtl.tasks.Ranking("relevance", group="query")])
+    'query'
+    """
+    return next((t.group for t in tasks or () if t.group is not None), None)

@@ -58,19 +58,63 @@ def from_pandas(
     columns = dict(features) if isinstance(features, Mapping) else {c: c for c in features}
     if not columns:
         raise ValueError("from_pandas: give at least one feature column.")
-    needed = list(columns.values()) + [t.label for t in tasks]
+    needed = list(columns.values()) + label_columns(tasks)
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise KeyError(f"from_pandas: no column(s) {missing}; the DataFrame has {list(df.columns)}.")
     x = {name: feature_array(df[col], name) for name, col in columns.items()}
+    ds = tf.data.Dataset.from_tensor_slices((x, label_arrays(df, tasks)))
+    if shuffle:
+        ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def label_columns(tasks: Sequence[Task]) -> list[str]:
+    """The columns the tasks read besides features: each label key, and each Ranking task's group key.
+
+    Example:
+    >>> from keras_mtl.tasks import Binary, Ranking
+    >>> label_columns([Binary("click"), Ranking("relevance", group="query"), Binary("buy", label="click")])
+    ['click', 'relevance', 'query']
+    """
+    keys = []
+    for t in tasks:
+        keys += [t.label] + ([t.group] if t.group is not None else [])
+    return list(dict.fromkeys(keys))
+
+
+def label_arrays(df: pd.DataFrame, tasks: Sequence[Task]) -> dict[str, np.ndarray]:
+    """`{key: array}` for every label and group column of the tasks (see `label_array`, `group_array`)."""
     y = {}
     for t in tasks:
         if t.label not in y:
             y[t.label] = label_array(df[t.label], t)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
-    return ds
+        if t.group is not None and t.group not in y:
+            y[t.group] = group_array(df[t.group], t)
+    return y
+
+
+def group_array(column: pd.Series, task: Task) -> np.ndarray:
+    """A Ranking task's group ids (query, user) as int64: whole numbers as they are, other
+    values hashed (numeric labels keep the training step XLA-compilable).
+
+    Example:
+    >>> from keras_mtl.tasks import Ranking
+    >>> group_array(pd.Series([3, 3, 5]), Ranking("r", group="q")).tolist()
+    [3, 3, 5]
+    >>> ids = group_array(pd.Series(["q1", "q1", "q2"]), Ranking("r", group="q"))
+    >>> ids.dtype, bool(ids[0] == ids[1] != ids[2])
+    (dtype('int64'), True)
+    """
+    if column.isna().any():
+        row = int(np.argmax(column.isna().to_numpy()))
+        raise ValueError(
+            f"Group {task.group!r} (task {task.name!r}) has a missing id at row {row}; every example "
+            "needs the id of its group (query, user)."
+        )
+    if pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        return column.to_numpy(np.int64)
+    return pd.util.hash_array(column.astype(str).to_numpy(dtype=object)).view(np.int64)
 
 
 def feature_array(column: pd.Series, name: str) -> np.ndarray:

@@ -41,6 +41,7 @@ def from_columns(
     shuffle: bool = False,
     seed: int = 0,
     tasks: Sequence[Task] | None = None,
+    group: str | None = None,
 ) -> tf.data.Dataset:
     """Batches `(features, labels)` column dicts into a dataset of dicts of tensors.
 
@@ -51,7 +52,10 @@ def from_columns(
     and worker of a distribution strategy, and after a resume (see
     `keras_mtl.callbacks.SetEpoch`, which `MultiTaskModel.fit` adds by itself). With `tasks`, the columns are checked against
     them first (`keras_mtl.data.checks.check_columns`), so a bad label fails
-    here, naming the task, value and row, rather than mid-training.
+    here, naming the task, value and row, rather than mid-training. With
+    `group` (a label key of group ids, a Ranking task's), shuffling permutes
+    the groups and keeps each group's rows together, so a batch holds whole
+    groups (but for the group cut at a batch's end).
 
     Columns with one value per row (features and labels alike) are stacked
     by dtype into one matrix when the dataset is built, so a batch of them
@@ -102,7 +106,12 @@ def from_columns(
     epoch = None
     if shuffle:
         epoch = _epoch_variable()
-        batches = _epoch_permutations(n, batch_size, seed, epoch)
+        members = None
+        if group is not None:
+            if labels is None or group not in labels:
+                raise ValueError(f"from_columns: group {group!r} is not a label key; labels are {sorted(labels or {})}.")
+            members = _group_members(np.asarray(labels[group]).reshape(n, -1)[:, 0])
+        batches = _epoch_permutations(n, batch_size, seed, epoch, members)
     else:
         batches = tf.data.Dataset.from_tensor_slices(_cut(tf.range(n, dtype=tf.int64), batch_size))
 
@@ -188,8 +197,23 @@ def _epoch_variable() -> tf.Variable:
     return _compat.host_variable(0, tf.int64, "keras_mtl_shuffle_epoch")
 
 
-def _epoch_permutations(n: int, batch_size: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:
-    """Index batches of one pass, as `_cut` gives them: a permutation of range(n) keyed by (seed, epoch).
+def _group_members(ids: np.ndarray) -> tf.RaggedTensor:
+    """Row indices by group: one ragged row per distinct id, the rows in their original order.
+
+    Example:
+    >>> _group_members(np.array([7, 3, 7, 3, 5])).to_list()
+    [[1, 3], [4], [0, 2]]
+    """
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    rows = np.argsort(inverse.reshape(-1), kind="stable")
+    return tf.RaggedTensor.from_row_lengths(tf.constant(rows, tf.int64), tf.constant(counts, tf.int64))
+
+
+def _epoch_permutations(
+    n: int, batch_size: int, seed: int, epoch: tf.Variable, members: tf.RaggedTensor | None = None
+) -> tf.data.Dataset:
+    """Index batches of one pass, as `_cut` gives them: a permutation of range(n) keyed by (seed, epoch),
+    of whole groups (`members`: row indices per group) when given.
 
     The epoch is read when a pass starts and advanced by one, so without
     `SetEpoch` every pass still gets a new (deterministic) order.
@@ -198,9 +222,12 @@ def _epoch_permutations(n: int, batch_size: int, seed: int, epoch: tf.Variable) 
     seed = tf.constant(seed, tf.int64)
 
     def one_pass(_):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch.assign_add(1) - 1])
-        )
+        key = tf.stack([seed, epoch.assign_add(1) - 1])
+        if members is None:
+            order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        else:
+            groups = tf.random.experimental.stateless_shuffle(tf.range(members.nrows(), dtype=tf.int64), seed=key)
+            order = tf.ensure_shape(tf.gather(members, groups).flat_values, [n])
         return tf.data.Dataset.from_tensor_slices(_cut(order, batch_size))
 
     # The pass's dataset slices a tensor: it has no function of its own to

@@ -92,6 +92,14 @@ def read(
 
 
 def _read_stream(given, tasks, format, split, validation_fraction, test_fraction, sample_rows, shuffle_buffer, kwargs):
+    grouped = [t.name for t in tasks if t.group is not None]
+    if grouped:
+        # Streamed rows are shuffled through a buffer, which scatters each
+        # group over many batches; a ranking loss compares a batch's examples.
+        raise ValueError(
+            f"stream=True does not read Ranking tasks {grouped}: their loss compares the examples of a "
+            "group within a batch; read the table with stream=False (in memory)."
+        )
     sources = {s: files.expand(p) for s, p in given.items()}
     kind = format or files.detect_format(sources["train"][0])
     if kind not in ("csv", "tfrecord"):

@@ -79,9 +79,10 @@ def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
 
 
 def batched_splits(
-    splits: Mapping[str, tuple[Columns, Columns]], batch_size: int, seed: int
+    splits: Mapping[str, tuple[Columns, Columns]], batch_size: int, seed: int, group: str | None = None
 ) -> dict[str, tf.data.Dataset]:
-    """`{split: dataset}` of `(features, labels)` batches; only "train" is shuffled (every epoch).
+    """`{split: dataset}` of `(features, labels)` batches; only "train" is shuffled (every epoch),
+    by whole groups of the label key `group` when given (see `from_columns`).
 
     Example:
     >>> ds = batched_splits({"train": ({"x": np.arange(4)}, {"y": np.arange(4)})}, 2, 0)
@@ -89,6 +90,6 @@ def batched_splits(
     2
     """
     return {
-        name: from_columns(x, y, batch_size=batch_size, shuffle=name == "train", seed=seed)
+        name: from_columns(x, y, batch_size=batch_size, shuffle=name == "train", seed=seed, group=group)
         for name, (x, y) in splits.items()
     }

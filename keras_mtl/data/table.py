@@ -9,7 +9,7 @@ import pandas as pd
 
 from keras_mtl.data import columns as columns_lib
 from keras_mtl.data.dataset import MultiTaskData
-from keras_mtl.data.pandas_source import label_array
+from keras_mtl.data import pandas_source
 from keras_mtl.tasks import Task, check_unique
 
 SPLITS = ("train", "validation", "test")
@@ -68,12 +68,14 @@ def from_dataframe(
     """
     tasks = check_unique(tasks)
     frames = _split_frames(frame, split, validation_fraction, test_fraction, seed)
-    label_columns = [t.label for t in tasks]
+    label_columns = pandas_source.label_columns(tasks)
     for split_name, df in frames.items():
-        missing = [c for c in dict.fromkeys(label_columns) if c not in df.columns]
+        missing = [c for c in label_columns if c not in df.columns]
         if missing:
+            owner = next(t for t in tasks if missing[0] in (t.label, t.group))
+            what = "label" if owner.label == missing[0] else "group"
             raise ValueError(
-                f"No label column {missing[0]!r} (task {next(t.name for t in tasks if t.label == missing[0])!r}) "
+                f"No {what} column {missing[0]!r} (task {owner.name!r}) "
                 f"in the {split_name} split; its columns are {list(df.columns)}."
             )
     train = frames["train"]
@@ -102,11 +104,7 @@ def from_dataframe(
                 f"{list(df.columns)}."
             )
         x = {c: columns_lib.feature_values(df[c], t, c) for c, t in types.items()}
-        y = {}
-        for task in tasks:
-            if task.label not in y:
-                y[task.label] = label_array(df[task.label], task)
-        splits[split_name] = (x, y)
+        splits[split_name] = (x, pandas_source.label_arrays(df, tasks))
     space = columns_lib.feature_space(types)
     space.adapt(splits["train"][0])
     data = MultiTaskData.from_splits(

@@ -129,6 +129,29 @@ def _squeezed(value):
     return tf.squeeze(value, -1) if value.shape[-1] == 1 and value.shape.rank == 2 else value
 
 
+def finite_features(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """`features`, with each floating one checked for NaN and inf: a request holding one fails
+    with an error naming the input, instead of answering with a plausible-looking number.
+
+    Example:
+    >>> try:
+    ...     finite_features({"age": tf.constant([31.0, float("nan")])})
+    ... except tf.errors.InvalidArgumentError as e:
+    ...     print(e.message.split(" : ")[0].split("}} ")[-1])
+    input 'age' of the request holds NaN or inf; send finite values (fill missing ones)
+    """
+    # One CheckNumerics op per float input: a core op, run by TF Serving, whose
+    # error (InvalidArgument) reaches REST and gRPC clients with its message.
+    return {
+        name: tf.debugging.check_numerics(
+            value, f"input {name!r} of the request holds NaN or inf; send finite values (fill missing ones)"
+        )
+        if tf.as_dtype(value.dtype).is_floating
+        else value
+        for name, value in features.items()
+    }
+
+
 def serve(
     model: keras.Model, features: Mapping[str, tf.Tensor], tasks: Sequence[str] | None = None
 ) -> dict[str, tf.Tensor]:
@@ -137,7 +160,8 @@ def serve(
     Single-unit outputs (binary probabilities, scalar regressions) are
     returned as shape (batch,) so that a REST response reads
     `{"income": 0.93, ...}` per instance. `tasks` limits the answer to some
-    tasks (the `predict_<task>` signatures).
+    tasks (the `predict_<task>` signatures). Float inputs holding NaN or inf
+    are refused (`finite_features`).
 
     Example:
     >>> import numpy as np, keras_mtl as mtl
@@ -147,7 +171,7 @@ def serve(
     """
     keys = output_keys(model)
     wanted = list(keys) if tasks is None else list(tasks)
-    outputs = model(model_input_structure(model, features), training=False)
+    outputs = model(model_input_structure(model, finite_features(features)), training=False)
     answer = {}
     for name in wanted:
         answer[name] = _squeezed(outputs[name])

@@ -9,7 +9,7 @@ import keras
 from keras_mtl import trunks
 from keras_mtl._model import MultiTaskModel
 from keras_mtl.layers.information_transfer import InformationTransfer
-from keras_mtl.models._build import build_model, mark_representation
+from keras_mtl.models._build import build_model
 from keras_mtl.tasks import Binary, Task
 
 
@@ -20,13 +20,17 @@ def aitm(
     *,
     tower_units: Sequence[int] = (64, 32),
     calibrator: float = 0.0,
+    architecture: str = "shared_bottom",
     name: str = "aitm",
-    **model_kwargs,
+    **kwargs,
 ) -> MultiTaskModel:
     """Adaptive Information Transfer Multi-task model for the steps of a funnel (impression ->
     click -> purchase), each a Binary task over every example, in order.
 
-    Every task has its own tower on the shared trunk output. From the second
+    Every task has its own tower on what `architecture` gives it: the
+    shared trunk output (shared-bottom, the paper's setting), or the task's
+    own mixture of experts (MMoE, CGC, PLE) or column (cross-stitch, soft
+    sharing). From the second
     task on, what the previous task's tower concluded is transferred (a
     Dense layer, `<previous>_transfer`) and mixed with the task's own tower by
     an `InformationTransfer` attention (`<task>_ait`) before its head. With
@@ -44,15 +48,24 @@ def aitm(
         trunk: a trunk from `keras_mtl.trunks`; default `trunks.mlp()`.
         tower_units: widths of each task's tower (the last is the transferred width).
         calibrator: the weight of the p(later) <= p(earlier) penalty (the paper's alpha).
+        architecture: the factory under the towers (`keras_mtl.models.available()`),
+            e.g. `"mmoe"`, `"ple"`; its heads are replaced by the AITM towers.
         name: model name.
-        **model_kwargs: passed to `MultiTaskModel`.
+        **kwargs: passed to the architecture (`num_experts=...`) and to
+            `MultiTaskModel` (`unknown_labels=...`).
 
     Example:
     >>> import keras, keras_mtl as mtl
     >>> m = aitm(keras.Input((4,)), [mtl.tasks.Binary("click"), mtl.tasks.Binary("buy")], calibrator=0.5)
     >>> m.get_task("buy").at_most, m.get_layer("buy_ait").name
     ('click', 'buy_ait')
+    >>> m = aitm(keras.Input((4,)), [mtl.tasks.Binary("click"), mtl.tasks.Binary("buy")],
+    ...          architecture="mmoe", num_experts=2, expert_units=[8])
+    >>> [layer.name for layer in m.layers if layer.name.endswith("_gate")]
+    ['click_gate', 'buy_gate']
     """
+    from keras_mtl import models
+
     tasks = list(tasks)
     if len(tasks) < 2 or not all(isinstance(t, Binary) for t in tasks):
         raise ValueError(
@@ -67,10 +80,14 @@ def aitm(
         if calibrator > 0 else t
         for prev, t in zip(tasks, tasks[1:])
     ]
-    rep = mark_representation((trunk or trunks.mlp())(inputs))["pooled"]
+    # What each task's head would read under the architecture (the trunk output,
+    # its gated mixture, its column): the AITM tower goes there instead.
+    plain = [Binary(t.name) for t in tasks]
+    base = models.get(architecture)(inputs, plain, trunk or trunks.mlp(), name=name, **kwargs)
+    bases = {t.name: base.get_layer(t.name).input for t in plain}
     features, previous = {}, None
     for t in chained:
-        h = rep
+        h = bases[t.name]
         for i, width in enumerate(tower_units):
             h = keras.layers.Dense(width, activation="relu", name=f"{t.name}_aitm_tower_{i}")(h)
         if previous is not None:
@@ -78,4 +95,4 @@ def aitm(
             h = InformationTransfer(name=f"{t.name}_ait")([transferred, h])
         features[t.name] = h
         previous = (t.name, h)
-    return build_model(inputs, chained, None, name, features=features, **model_kwargs)
+    return build_model(inputs, chained, None, name, features=features, unknown_labels=base.unknown_labels)

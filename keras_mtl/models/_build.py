@@ -118,6 +118,7 @@ def build_model(
     name: str,
     *,
     features: Mapping[str, keras.KerasTensor] | None = None,
+    representation: str | None = REPRESENTATION,
     **model_kwargs,
 ) -> MultiTaskModel:
     """Adds each task's head and returns the MultiTaskModel.
@@ -127,7 +128,8 @@ def build_model(
     columns), otherwise its part of the marked representation `rep`
     (see `features_for`). Either way the model records the layer named
     "representation", which the architecture must have put on the path to
-    the outputs.
+    the outputs; `representation=None` where tasks share no representation
+    (per-task adapters: `rep` is then None and `features` given).
 
     Example:
     >>> from keras_mtl.tasks import Binary
@@ -156,6 +158,6 @@ def build_model(
         name=name,
         tasks=tasks,
         shared_layers=shared_layer_names(inputs, outputs),
-        representation=REPRESENTATION,
+        representation=representation,
         **model_kwargs,
     )

@@ -6,8 +6,9 @@ import os
 from typing import Sequence
 
 import keras
+import tensorflow as tf
 
-from keras_mtl import _encoding as encoding, saving
+from keras_mtl import _encoding as encoding, _task_lora, saving
 from keras_mtl._model import MultiTaskModel
 from keras_mtl.layers import Gate, MixExperts
 from keras_mtl.models._build import REPRESENTATION, features_for, shared_layer_names
@@ -24,6 +25,14 @@ def _rep(model: MultiTaskModel) -> dict:
     if any(layer.name == sequence for layer in model.layers):
         rep["sequence"] = model.get_layer(sequence).output
     return rep
+
+
+def _task_lora_encoder(model: MultiTaskModel):
+    """The model's pretrained encoder with per-task adapters (train="task_lora"), or None."""
+    from keras_mtl._pretrained import PretrainedEncoder
+
+    found = [layer for layer in model.layers if isinstance(layer, PretrainedEncoder) and layer.train == "task_lora"]
+    return found[0] if found else None
 
 
 def _new_gate(model: MultiTaskModel, task: Task, experts) -> keras.KerasTensor:
@@ -57,7 +66,10 @@ def extend(
     trained model's shared representation; on MMoE, CGC and PLE models a gate
     of its own (`<task>_gate`) over the last level's shared experts, then its
     head. Cross-stitch and soft-sharing models give a new task a head on the
-    trunk output (their representation), with no column of its own. Every
+    trunk output (their representation), with no column of its own. On a
+    model with per-task adapters (`trunks.pretrained(train="task_lora")`) a
+    new task gets adapters of its own (`<task>_lora`), its own pass through
+    the frozen encoder, and its head: it adds only those parameters. Every
     other layer, and its weights, comes from `model`, which is left as it
     was: the new model is built on a copy.
 
@@ -100,17 +112,33 @@ def extend(
     for t in tasks:
         if t.name in taken:
             raise ValueError(f"extend: task name {t.name!r} is already the name of a layer of {model.name!r}; choose another.")
-    if model.representation != REPRESENTATION:
+    per_task = _task_lora_encoder(model)
+    for t in tasks if per_task is not None else ():
+        if f"{t.name}_lora" in taken:
+            raise ValueError(
+                f"extend: task {t.name!r} needs adapters named {t.name + '_lora'!r}, already the name of a "
+                f"layer of {model.name!r}; choose another task name."
+            )
+    if per_task is None and model.representation != REPRESENTATION:
         raise ValueError(
             f"extend: {model.name!r} has no shared representation layer {REPRESENTATION!r} (it records "
             f"{model.representation!r}); build it with a keras_mtl.models factory."
         )
     copy = saving.copy_model(model)
-    rep = _rep(copy)
-    moe = len(rep["pooled"].shape) == 3
     outputs = dict(copy.output)
-    for t in tasks:
-        outputs[t.name] = t.build_head(_new_gate(copy, t, rep["pooled"]) if moe else features_for(t, rep))
+    if per_task is not None:
+        # Per-task adapters: a new task gets adapters of its own and its own
+        # pass through the (frozen) encoder; nothing of the old tasks changes.
+        encoder = copy.get_layer(per_task.name)
+        (strings,) = tf.nest.flatten(copy.input)
+        reps = _task_lora.encode_per_task(encoder, strings, [t.name for t in tasks], encoder.lora_rank)
+        for t in tasks:
+            outputs[t.name] = t.build_head(features_for(t, reps[t.name]))
+    else:
+        rep = _rep(copy)
+        moe = len(rep["pooled"].shape) == 3
+        for t in tasks:
+            outputs[t.name] = t.build_head(_new_gate(copy, t, rep["pooled"]) if moe else features_for(t, rep))
     shared = shared_layer_names(copy.input, outputs)
     if freeze == "trunk":
         for layer in copy.layers:
@@ -122,7 +150,7 @@ def extend(
         name=name or model.name,
         tasks=list(copy.tasks) + tasks,
         shared_layers=shared,
-        representation=REPRESENTATION,
+        representation=None if per_task is not None else REPRESENTATION,
         unknown_labels=model.unknown_labels,
     )
 

@@ -6,8 +6,8 @@ from typing import Callable, Sequence
 
 from keras_mtl import trunks
 from keras_mtl._model import MultiTaskModel
-from keras_mtl.models._build import build_model, mark_representation
-from keras_mtl.tasks import Task
+from keras_mtl.models._build import build_model, features_for, mark_representation
+from keras_mtl.tasks import Task, check_unique
 
 
 def shared_bottom(
@@ -34,5 +34,13 @@ def shared_bottom(
     >>> {name: out.shape for name, out in model.output.items()}
     {'a': (None, 1), 'b': (None, 1)}
     """
-    rep = mark_representation((trunk or trunks.mlp())(inputs))
+    trunk = trunk or trunks.mlp()
+    if getattr(trunk, "per_task", False):
+        # A representation per task (per-task adapters): each head reads its own,
+        # and no one layer is shared by every task's gradient.
+        tasks = check_unique(tasks)
+        reps = trunk(inputs, tasks)
+        features = {t.name: features_for(t, reps[t.name]) for t in tasks}
+        return build_model(inputs, tasks, None, name, features=features, representation=None, **model_kwargs)
+    rep = mark_representation(trunk(inputs))
     return build_model(inputs, tasks, rep, name, **model_kwargs)

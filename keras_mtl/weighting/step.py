@@ -129,8 +129,14 @@ def gradient_train_step(model, data):
         raise ValueError(
             f"Weighting {type(method).__name__} combines the tasks' gradients on the shared trainable "
             f"parameters, and model {model.name!r} has none (its shared layers {list(model.shared_layers)} "
-            "are frozen or weightless). Use mode='representation' to combine them on the shared "
-            "representation, or a loss-based method (fixed, uncertainty, dwa, ...)."
+            "are frozen or weightless). "
+            + (
+                "Use mode='representation' to combine them on the shared representation, or a loss-based "
+                "method (fixed, uncertainty, dwa, ...)."
+                if model.representation
+                else "Its tasks share no representation either (per-task adapters give each task its own), "
+                "so their gradients cannot conflict: use a loss-based method (fixed, uncertainty, dwa, ...)."
+            )
         )
     shared_ids = {id(v) for v in shared}
     own_ids = {id(v) for v in method.trainable_variables}
