@@ -33,6 +33,8 @@ independent, on the same data (median of epochs 2..E, both in this
 process).
 
     .venv/bin/python benchmarks/bench_recsys.py [--rows 400000] [--epochs 20] [--seeds 3] [--selection-bias 1.0]
+    # AITM's towers over a shared trunk, MMoE's and PLE's mixtures, only:
+    .venv/bin/python benchmarks/bench_recsys.py --aitm-only --aitm-architectures shared_bottom mmoe ple --seeds 1
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ class EpochTimes:
         self.callback = Timer()
 
 
+# What each architecture under AITM's towers takes (the trunk is [64, 32] in every model).
+AITM_UNDER = {
+    "shared_bottom": {},
+    "mmoe": {"num_experts": 3, "expert_units": [32]},
+    "ple": {"num_levels": 2, "num_experts": 1, "num_task_experts": 1, "expert_units": [32]},
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=400_000)
@@ -81,6 +91,9 @@ def main() -> None:
     p.add_argument("--selection-bias", type=float, default=1.0)
     p.add_argument("--users", type=int, default=5_000)
     p.add_argument("--items", type=int, default=1_000)
+    p.add_argument("--aitm-architectures", nargs="+", default=["shared_bottom"],
+                   help="architectures under AITM's towers: shared_bottom, mmoe (3 experts of 32), ple (2 levels)")
+    p.add_argument("--aitm-only", action="store_true", help="train only the AITM models (and not the other rows)")
     args = p.parse_args()
 
     import keras
@@ -143,24 +156,28 @@ def main() -> None:
 
     for seed in range(args.seeds):
         results = {}
-        keras.utils.set_random_seed(seed)
-        data = data_for(train[train["click"] == 1], [Binary("conversion")])
-        model = mtl.models.single_task(data.inputs, Binary("conversion"), mtl.trunks.tabular(data.feature_space, [64, 32]))
-        results["cvr_on_clicks"] = {"pcvr": fit(model, data)["conversion"][:, 0]}
-        keras.utils.set_random_seed(seed)
+        if not args.aitm_only:
+            keras.utils.set_random_seed(seed)
+            data = data_for(train[train["click"] == 1], [Binary("conversion")])
+            model = mtl.models.single_task(data.inputs, Binary("conversion"), mtl.trunks.tabular(data.feature_space, [64, 32]))
+            results["cvr_on_clicks"] = {"pcvr": fit(model, data)["conversion"][:, 0]}
         # AITM predicts each funnel step over every impression: "purchase" is 0 where nothing was
         # clicked; its pCVR is p(purchase) / p(click).
         funnel = [Binary("click"), Binary("purchase")]
         data = data_for(train.assign(purchase=train["conversion"].fillna(0.0)), funnel,
                         test.assign(purchase=test["conversion"].fillna(0.0)))
-        timer = EpochTimes()
-        model = mtl.models.aitm(data.inputs, funnel, mtl.trunks.tabular(data.feature_space, [64, 32]),
-                                tower_units=[32], calibrator=0.6)
-        pred = fit(model, data, timer, monitor="val_purchase_auc")
-        pctr, pjoint = pred["click"][:, 0], pred["purchase"][:, 0]
-        results["aitm"] = {"pcvr": np.clip(pjoint / np.maximum(pctr, 1e-6), 0, 1), "pctr": pctr, "pjoint": pjoint}
-        out["epoch_seconds"].setdefault("aitm", []).append(statistics.median(timer.times[1:] or timer.times))
-        for name in ("conditional", "esmm"):
+        for architecture in args.aitm_architectures:
+            keras.utils.set_random_seed(seed)
+            name = "aitm" if architecture == "shared_bottom" else f"aitm_{architecture}"
+            timer = EpochTimes()
+            model = mtl.models.aitm(data.inputs, funnel, mtl.trunks.tabular(data.feature_space, [64, 32]),
+                                    tower_units=[32], calibrator=0.6, architecture=architecture,
+                                    name=name, **AITM_UNDER[architecture])
+            pred = fit(model, data, timer, monitor="val_purchase_auc")
+            pctr, pjoint = pred["click"][:, 0], pred["purchase"][:, 0]
+            results[name] = {"pcvr": np.clip(pjoint / np.maximum(pctr, 1e-6), 0, 1), "pctr": pctr, "pjoint": pjoint}
+            out["epoch_seconds"].setdefault(name, []).append(statistics.median(timer.times[1:] or timer.times))
+        for name in () if args.aitm_only else ("conditional", "esmm"):
             keras.utils.set_random_seed(seed)
             tasks = [Binary("click"), Binary("conversion", given="click")]
             data = data_for(train, tasks)
@@ -173,14 +190,14 @@ def main() -> None:
             pred = fit(model, data, timer)
             results[name] = {"pcvr": pred["conversion"][:, 0], "pctr": pred["click"][:, 0]}
             out["epoch_seconds"].setdefault(name, []).append(statistics.median(timer.times[1:] or timer.times))
-        if seed == 0:
+        if seed == 0 and not args.aitm_only:
             keras.utils.set_random_seed(seed)
             tasks = [Binary("click"), Binary("conversion")]  # independent: the step-time baseline
             data = data_for(train, tasks)
             timer = EpochTimes()
             fit(mtl.models.shared_bottom(data.inputs, tasks, mtl.trunks.tabular(data.feature_space, [64, 32])), data, timer)
             out["epoch_seconds"]["shared_bottom_independent"] = [statistics.median(timer.times[1:] or timer.times)]
-        if seed == 0:
+        if seed == 0 and not args.aitm_only:
             for name in ("conditional", "esmm"):
                 out.setdefault("calibration", {}).update(calibration_of(name, results[name]))
         for name, r in results.items():
