@@ -96,7 +96,8 @@ def load(preset: str, what: str, loader: typing.Callable, **kwargs):
         return loader(preset, **kwargs)
     except Exception as e:
         raise ValueError(
-            f"trunks.pretrained: could not load the {what} of the named preset {preset!r}: {e}. "
+            f"trunks.pretrained: could not load the {what} of the named preset {preset!r} (no directory of "
+            f"that name exists here): {e}. "
             "Named presets (and kaggle://, hf:// handles) are downloaded from a model hub and need "
             "the network; offline, load the model once where the network is reachable, save it with "
             "save_to_preset(directory) (the backbone and its tokenizer or preprocessor), and pass "
@@ -226,36 +227,69 @@ class AdapterRestart(keras.layers.Layer):
         restart_adapters(self.target)
 
 
-@keras.saving.register_keras_serializable(package="keras_mtl")
-class PretrainedEncoder(keras.layers.Layer):
-    """Raw strings in, `{"pooled": (batch, d), "sequence": (batch, T, d)}` out: a KerasHub
-    preprocessor (tokenizer and packer) and backbone in one layer.
+class BackboneEncoder(keras.layers.Layer):
+    """What the text and image encoders share: a KerasHub backbone trained in one mode,
+    the preprocessing layer before it (the attribute and config key `preprocessing_key`
+    names), their config, and fresh LoRA adapters after a load (`AdapterRestart`).
 
     The training mode is part of the layer's config, so a model loaded from a
     `.keras` file trains what the saved one trained: with "lora", Keras saves
     each adapted kernel with its adapter merged in, and loading re-enables
     LoRA with fresh adapters on the merged kernel (`B` zero, so outputs are
-    equal; `A` drawn again, so they train: see `AdapterRestart`).
+    equal; `A` drawn again, so they train).
     """
 
-    def __init__(self, backbone, preprocessor, train: str = "frozen", lora_rank: int = 4, pooling: str = "cls", **kwargs):
+    preprocessing_key = "preprocessor"
+
+    def __init__(self, backbone, preprocessing, train: str, lora_rank: int, pooling: str, **kwargs):
         super().__init__(**kwargs)
-        check_options(train, pooling, lora_rank)
         self.backbone = backbone
-        self.preprocessor = preprocessor
+        setattr(self, self.preprocessing_key, preprocessing)
         self.train = train
         self.lora_rank = int(lora_rank)
         self.pooling = pooling
         apply_train_mode(backbone, train, self.lora_rank)
-        if train == "full" and pooling != "cls":
-            freeze_unread(backbone, "sequence_output")
         if train == "lora":
             self._adapter_restart = AdapterRestart(backbone, name=f"{self.name}_adapter_restart")
+        self.built = True  # the backbone is built; this layer has no weights of its own
+
+    def get_config(self):
+        preprocessing = getattr(self, self.preprocessing_key)
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            self.preprocessing_key: None if preprocessing is None else keras.saving.serialize_keras_object(preprocessing),
+            "train": self.train,
+            "lora_rank": self.lora_rank,
+            "pooling": self.pooling,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        keras_hub()  # registers the KerasHub classes the config names
+        config = dict(config)
+        for key in ("backbone", cls.preprocessing_key):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class PretrainedEncoder(BackboneEncoder):
+    """Raw strings in, `{"pooled": (batch, d), "sequence": (batch, T, d)}` out: a KerasHub
+    preprocessor (tokenizer and packer) and backbone in one layer (see `BackboneEncoder`
+    for the training mode and the config).
+    """
+
+    def __init__(self, backbone, preprocessor, train: str = "frozen", lora_rank: int = 4, pooling: str = "cls", **kwargs):
+        check_options(train, pooling, lora_rank)
+        super().__init__(backbone, preprocessor, train, lora_rank, pooling, **kwargs)
+        if train == "full" and pooling != "cls":
+            freeze_unread(backbone, "sequence_output")
         if train == "task_lora":
             targets = lora_targets(backbone)
             _task_lora.check_targets(backbone, targets)
             _compat.set_untracked(self, "_switch", _task_lora.AdapterSwitch(targets))
-        self.built = True  # the backbone is built; this layer has no weights of its own
 
     def adapter_shapes(self) -> list:
         """The kernel shapes of the layers a task's adapters adapt (train="task_lora")."""
@@ -321,23 +355,6 @@ class PretrainedEncoder(keras.layers.Layer):
             "sequence": keras.KerasTensor((batch, length, sequence.shape[-1]), dtype=sequence.dtype),
         }
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            "train": self.train,
-            "lora_rank": self.lora_rank,
-            "pooling": self.pooling,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        keras_hub()  # registers the KerasHub classes the config names
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
-        return cls(**config)
 
 
 def backbone_outputs_sequence(backbone) -> None:

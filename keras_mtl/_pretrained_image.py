@@ -166,14 +166,12 @@ def check_images(images, backbone, converter) -> None:
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
-class PretrainedImageEncoder(keras.layers.Layer):
+class PretrainedImageEncoder(_pretrained.BackboneEncoder):
     """Raw images in, `{"pooled": (batch, d)}` out: a KerasHub `ImageConverter`
     (resize, rescale; optional) and image backbone in one layer.
 
     Integer images (uint8) are cast to the backbone's compute dtype before
-    the converter. The training mode is part of the config, and "lora"
-    reloads with fresh adapters on the merged kernels as `PretrainedEncoder`
-    does (`_pretrained.AdapterRestart`).
+    the converter. The training mode and the config are `BackboneEncoder`'s.
 
     Example:
     >>> import keras_hub
@@ -183,19 +181,12 @@ class PretrainedImageEncoder(keras.layers.Layer):
     (None, 4)
     """
 
+    preprocessing_key = "converter"
+
     def __init__(self, backbone, converter=None, train: str = "frozen", lora_rank: int = 4, pooling: str | None = None, **kwargs):
-        super().__init__(**kwargs)
         check_options(train, pooling, lora_rank)
         check_backbone(backbone)
-        self.backbone = backbone
-        self.converter = converter
-        self.train = train
-        self.lora_rank = int(lora_rank)
-        self.pooling = resolve_pooling(backbone, pooling)
-        _pretrained.apply_train_mode(backbone, train, self.lora_rank)
-        if train == "lora":
-            self._adapter_restart = _pretrained.AdapterRestart(backbone, name=f"{self.name}_adapter_restart")
-        self.built = True  # the backbone is built; this layer has no weights of its own
+        super().__init__(backbone, converter, train, lora_rank, resolve_pooling(backbone, pooling), **kwargs)
 
     def call(self, images, training=None):
         x = keras.ops.cast(images, self.backbone.compute_dtype)
@@ -218,25 +209,6 @@ class PretrainedImageEncoder(keras.layers.Layer):
         # only on real tensors (KerasHub preprocessing layers).
         output = self.backbone.output
         return {"pooled": keras.KerasTensor((images.shape[0], output.shape[-1]), dtype=output.dtype)}
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "converter": None if self.converter is None else keras.saving.serialize_keras_object(self.converter),
-            "train": self.train,
-            "lora_rank": self.lora_rank,
-            "pooling": self.pooling,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        _pretrained.keras_hub()  # registers the KerasHub classes the config names
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("converter") is not None:
-            config["converter"] = keras.saving.deserialize_keras_object(config["converter"])
-        return cls(**config)
 
 
 def trunk(backbone, *, preprocessor, train: str, lora_rank: int, pooling: str | None, sequence_length, name: str) -> typing.Callable:
