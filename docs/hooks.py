@@ -171,6 +171,12 @@ def config_rows() -> list[Row]:
             if dataclasses.is_dataclass(tp):
                 walk(tp, key + ".")
                 continue
+            optional = [a for a in args if a is not type(None)] if origin is typing.Union else []
+            if len(optional) == 1 and dataclasses.is_dataclass(optional[0]):
+                # An optional section (`model.aitm`): null turns it off, a mapping sets its keys.
+                rows.append(Row(key, "mapping or null", _default(field), comments.get(field.name, "")))
+                walk(optional[0], key + ".")
+                continue
             if origin is list and args and dataclasses.is_dataclass(args[0]):
                 walk(args[0], key + "[].")
                 continue

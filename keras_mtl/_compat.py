@@ -223,6 +223,30 @@ def host_variable(initial_value, dtype, name: str) -> tf.Variable:
         return resource_variable_ops.ResourceVariable(initial_value, dtype=dtype, trainable=False, name=name)
 
 
+# ------------------------------------------ SavedModel variables, once
+# keras-team/keras#23553 (open): `ExportArchive.track(model)` lists the
+# model's Keras variables (wrappers) in the archive's `variables` lists, while
+# the endpoints capture the `tf.Variable`s inside them, which `write_out`
+# lists again in `_all_variables`. Two trackable objects per weight defeat the
+# checkpoint's de-duplication: every weight is written twice, and every
+# process that loads the SavedModel (TF Serving included) restores two live
+# copies. Listing the `tf.Variable`s themselves (what the pending fix,
+# keras-team/keras#23563, does) leaves one object per weight.
+
+
+def track_variables_once(archive: keras.export.ExportArchive) -> None:
+    """Makes a tracked archive list each weight's own `tf.Variable` rather than its Keras wrapper."""
+    trackable = archive._tf_trackable
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        inner = [_tf_variable(v) for v in getattr(trackable, name)]
+        setattr(trackable, name, inner)
+
+
+def _tf_variable(variable):
+    value = variable.value if isinstance(variable, keras.Variable) else variable
+    return value if isinstance(value, tf.Variable) else variable
+
+
 # ------------------------------------------ Keras fit under multi-worker
 # keras-team/keras#20585 (open): Keras 3 `fit` breaks under
 # MultiWorkerMirroredStrategy in two functions of

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from keras_mtl.tasks import Binary, Task
+from keras_mtl.tasks import _AUC_THRESHOLDS, Binary, Task
 
 
 def joint_name(task: Task) -> str:
@@ -272,7 +272,7 @@ class JointAUC(keras.metrics.Metric):
     def __init__(self, tasks: Sequence[Task], name: str = "joint_auc", **kwargs):
         super().__init__(name=name, **kwargs)
         self.tasks = list(tasks)
-        self.aucs = [keras.metrics.AUC(name=f"{joint_name(t)}_auc") for t in self.tasks]
+        self.aucs = [keras.metrics.AUC(name=f"{joint_name(t)}_auc", num_thresholds=_AUC_THRESHOLDS) for t in self.tasks]
 
     def update_state(self, labels, y_pred, weights):
         for task, auc in zip(self.tasks, self.aucs):

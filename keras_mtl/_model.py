@@ -652,6 +652,7 @@ class MultiTaskModel(keras.Model):
         return set(self._task_weight_tracker.log_names) | training_only_log_names(self)
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
+        _ready_for_strategy(self)
         _check_data(self, x, "fit")
         if validation_data is not None:
             _check_data(self, validation_data, "fit(validation_data=...)")
@@ -693,6 +694,7 @@ class MultiTaskModel(keras.Model):
         # checked and compiled for: changing the step then would drop the train
         # function fit is still using.
         if not kwargs.get("_use_cached_eval_dataset"):
+            _ready_for_strategy(self)
             _check_data(self, x, "evaluate")
             if x is not None:
                 self._choose_jit(x)
@@ -709,6 +711,7 @@ class MultiTaskModel(keras.Model):
         return logs
 
     def predict(self, x, *args, **kwargs):
+        _ready_for_strategy(self)
         _check_data(self, x, "predict")
         self._choose_jit(x)
         try:
@@ -787,6 +790,18 @@ class MultiTaskModel(keras.Model):
         )
         return config
 
+
+def _ready_for_strategy(model) -> None:
+    """Readies Keras for the model's strategy, also one the user built by hand.
+
+    Keras' fit fails under MirroredStrategy when a batch has string features,
+    and under MultiWorkerMirroredStrategy at all (keras-team/keras#20585);
+    `keras_mtl.distribute` holds the fix, applied once per process.
+    """
+    if isinstance(model.distribute_strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)):
+        from keras_mtl import distribute
+
+        distribute.apply_keras_multi_worker_fix()
 
 def _check_data(model: MultiTaskModel, data, where: str) -> None:
     """Names the input whose shape or dtype the model cannot take, before Keras builds a graph.

@@ -531,12 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     from keras_mtl.data.files import DataFileError
     from keras_mtl.explanations import ExplainError
     from keras_mtl.export import ExportError, RequestError, ServingConfigError, VerificationError
-    from keras_mtl.saving import CorruptModelFileError
+    from keras_mtl.saving import CorruptModelFileError, UnsafeModelFileError
 
     try:
         return args.fn(args)
     except (
-        ConfigError, ServingConfigError, CorruptModelFileError, OSError, ModuleNotFoundError,
+        ConfigError, ServingConfigError, CorruptModelFileError, UnsafeModelFileError, OSError, ModuleNotFoundError,
         FloatingPointError, UsageError, DataFileError, ExportError, RequestError, VerificationError, ExplainError,
     ) as e:
         # OSError: a full disk, a read-only folder, a missing file: what and where, in one line.

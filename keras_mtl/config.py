@@ -365,9 +365,35 @@ class TrunkConfig:
 
 
 @dataclasses.dataclass
+class AitmConfig:
+    """`model.aitm`: AITM towers over `model.architecture` (`keras_mtl.models.aitm`); tasks in funnel order.
+
+    Example:
+    >>> from_dict(AitmConfig, {"tower_units": [32], "calibrator": 0.6}).kwargs()
+    {'tower_units': [32], 'calibrator': 0.6}
+    """
+
+    tower_units: list[int] = dataclasses.field(default_factory=lambda: [64, 32])  # widths of each task's tower
+    calibrator: float = 0.0  # weight of the penalty on p(task) > p(previous task)
+
+    def check(self, path):
+        if not self.tower_units or any(u < 1 for u in self.tower_units):
+            raise ConfigError(f"{path}.tower_units must be a non-empty list of positive integers, got {self.tower_units}.")
+        if not 0.0 <= self.calibrator < float("inf"):
+            raise ConfigError(f"{path}.calibrator must be a finite number >= 0, got {self.calibrator}.")
+
+    def kwargs(self) -> dict:
+        """The arguments of `keras_mtl.models.aitm` this entry sets."""
+        return {"tower_units": list(self.tower_units), "calibrator": self.calibrator}
+
+
+@dataclasses.dataclass
 class ModelConfig:
     architecture: str = "shared_bottom"  # a name in keras_mtl.models
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+    # AITM's towers and information transfer between the tasks, in the order
+    # of `tasks`, over the architecture's per-task inputs.
+    aitm: _Optional[AitmConfig] = None
     num_experts: _Optional[int] = None  # mmoe: experts; cgc/ple: shared experts (per level)
     num_task_experts: _Optional[int] = None  # cgc/ple: experts per task (per level)
     expert_units: _Optional[list[int]] = None  # mmoe/cgc/ple: widths of each expert
@@ -431,6 +457,15 @@ class ModelConfig:
             raise ConfigError(
                 f"{path}.trunk.train: task_lora (one set of LoRA adapters per task) works with "
                 f"{path}.architecture shared_bottom only, got {self.architecture!r}; use train: lora here."
+            )
+        if self.aitm is not None and self.architecture == "single_task":
+            raise ConfigError(
+                f"{path}.aitm transfers information between tasks; {path}.architecture single_task has one task."
+            )
+        if self.aitm is not None and self.init_from is not None:
+            raise ConfigError(
+                f"{path}.aitm builds new towers, but {path}.init_from starts from a trained model whose "
+                "architecture replaces them; set one of them."
             )
         if self.keep == "distill" and self.freeze != "none":
             raise ConfigError(
@@ -520,6 +555,15 @@ class TaskConfig:
         try:
             return tasks.get(self.type, self.name, **kwargs)
         except TypeError as e:
+            # A size key of another task type (num_classes on a binary task): name the key.
+            sizes = ("num_classes", "num_labels", "num_tags", "units")
+            wrong = [k for k in sizes if getattr(self, k) is not None and f"'{k}'" in str(e)]
+            if wrong:
+                takes = [k for k in sizes if k in inspect.signature(tasks._TASK_TYPES.get(self.type)).parameters]
+                raise ConfigError(
+                    f"Task {self.name!r}: {wrong[0]} does not apply to a {self.type} task"
+                    + (f" (it takes {', '.join(takes)})." if takes else "; remove it.")
+                ) from None
             raise ConfigError(f"Task {self.name!r} ({self.type}): {e}") from None
 
 
@@ -804,6 +848,7 @@ def to_dict(config: Config) -> dict:
 
 
 __all__ = [
+    "AitmConfig",
     "Config",
     "ConfigError",
     "DataConfig",

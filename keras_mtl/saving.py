@@ -40,6 +40,10 @@ class CorruptModelFileError(ValueError):
     """A model, checkpoint or backup file is incomplete or damaged, so it was not loaded."""
 
 
+class UnsafeModelFileError(ValueError):
+    """A model file holds Python code (a `Lambda` layer), which safe mode does not run."""
+
+
 def _temporary_sibling(path: Path) -> Path:
     # Same folder, so the final rename never crosses a filesystem; a dot name
     # that no reader globs for while it is being written.
@@ -159,7 +163,19 @@ def load_model(path: str | os.PathLike, **kwargs: typing.Any) -> keras.Model:
             "pickled code. A file that needs safe_mode=False is not a keras_mtl model."
         )
     check_model_file(path)
-    return keras.saving.load_model(str(path), **kwargs)
+    try:
+        return keras.saving.load_model(str(path), **kwargs)
+    except ValueError as e:
+        # Keras' own message is right but arrives as a traceback from deep in
+        # deserialization; name the file and the ways out instead.
+        if "Lambda" not in str(e) or "safe_mode" not in str(e):
+            raise
+        raise UnsafeModelFileError(
+            f"{path} holds a Lambda layer with Python code, which is not loaded: it could run "
+            "anything. Rebuild the model without Lambda layers (keras_mtl's factories use none), or, "
+            "if you trust the file, load it with keras.saving.load_model and safe mode off, and "
+            "replace each Lambda with a registered layer before saving it again."
+        ) from None
 
 
 def copy_model(
@@ -203,6 +219,7 @@ def copy_model(
 
 __all__ = [
     "CorruptModelFileError",
+    "UnsafeModelFileError",
     "atomic_write",
     "check_model_file",
     "copy_model",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -67,9 +68,13 @@ def load_data(cfg: config_lib.Config, echo: Callable[[str], None] = print) -> tu
         return _keep_labels(cfg, *load_files(cfg, echo), echo)
     if not d.sources:
         echo(f"Loading {d.dataset} ...")
-        data = data_lib.datasets.get(d.dataset)(
-            batch_size=d.batch_size, validation_fraction=d.validation_fraction, limit=d.limit, seed=cfg.train.seed
-        )
+        try:
+            data = data_lib.datasets.get(d.dataset)(
+                batch_size=d.batch_size, validation_fraction=d.validation_fraction, limit=d.limit, seed=cfg.train.seed
+            )
+        except ValueError as e:  # too few rows to split (data.limit: 1), ...
+            limit = f" with data.limit {d.limit}" if d.limit is not None else ""
+            raise config_lib.ConfigError(f"data.dataset {d.dataset}{limit}: {e}") from e
         return _keep_labels(cfg, data, build_tasks(cfg, data), echo)
     echo(f"Loading a mixture of {', '.join(f'{n} ({s.dataset})' for n, s in d.sources.items())} ...")
     try:
@@ -240,10 +245,16 @@ def _new_model(cfg: config_lib.Config, data: data_lib.MultiTaskData, tasks: list
     try:
         if single:
             return models.single_task(data.inputs, tasks[0], trunk)
+        if cfg.model.aitm is not None:
+            return models.aitm(
+                data.inputs, tasks, trunk, architecture=cfg.model.architecture, **cfg.model.aitm.kwargs(),
+                **cfg.model.hyperparameters(), **subset,
+            )
         return models.get(cfg.model.architecture)(data.inputs, tasks, trunk, **cfg.model.hyperparameters(), **subset)
     except ValueError as e:  # the factories check their arguments and tasks
         # A pretrained preset is loaded (and can fail) when the model is built on it.
-        key = "model.trunk" if str(e).startswith("trunks.pretrained") else f"model.architecture {cfg.model.architecture}"
+        key = "model.trunk" if str(e).startswith("trunks.pretrained") else (
+            "model.aitm" if str(e).startswith("aitm") else f"model.architecture {cfg.model.architecture}")
         raise config_lib.ConfigError(f"{key}: {e}") from e
 
 
@@ -315,12 +326,26 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     checkpoint = ckpt_dir / "best.keras"
     resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
     # Trained to the end, then stopped (killed, a full disk) before its test and export.
-    finishing = not resuming and (ckpt_dir / TRAINED).is_file() and not (log_dir / "test_metrics.json").is_file()
+    finishing = not resuming and (ckpt_dir / TRAINED).is_file() and not (ckpt_dir / FINISHED).is_file()
+    # Stopped before its first backup (killed in epoch 1, a NaN at step 2): nothing
+    # to resume from, so the same command starts it again from scratch.
+    restarting = not (resuming or (ckpt_dir / TRAINED).is_file()) and (log_dir / "config.yaml").is_file()
     for d in (log_dir, ckpt_dir):
-        if d.exists() and any(d.iterdir()) and not (resuming or finishing):
+        if d.exists() and any(d.iterdir()) and not (resuming or finishing or restarting):
             raise FileExistsError(f"{d} already holds a run called {run_name!r}; choose another output.run.")
-    if resuming or finishing:
+    if resuming or finishing or restarting:
         _check_same_config(cfg, log_dir / "config.yaml", run_name)
+    if restarting:
+        echo(f"Run {run_name!r} stopped before its first backup; starting it again from scratch.")
+        # Its partial TensorBoard logs and checkpoint would mix with the new run's.
+        for d in (log_dir, ckpt_dir):
+            shutil.rmtree(d, ignore_errors=True)
+    # Found now rather than after the whole fit: a folder the run could not write to.
+    outputs = {"output.logs_dir": log_dir, "output.checkpoint_dir": ckpt_dir}
+    if chief:
+        outputs["output.export_dir"] = Path(cfg.output.export_dir) / cfg.name
+    for key, folder in outputs.items():
+        _check_writable(folder, key)
 
     data, tasks = load_data(cfg, echo)
     with strategy.scope():
@@ -382,6 +407,7 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     (log_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
     log_hparams(str(log_dir), flatten(config_lib.to_dict(cfg)), test_metrics, run_name)
     if not chief:
+        (ckpt_dir / FINISHED).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
         return RunResult(log_groups(tasks), test_metrics, str(log_dir), str(checkpoint), "", {}, time.time() - start)
 
     # A few test rows become the warmup requests TF Serving replays on load
@@ -391,6 +417,7 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     )
     echo(f"Exported to {export_path}; verifying every signature as TF Serving loads it ...")
     report = export_lib.verify(export_path, data.sample(64, "test"), best)
+    (ckpt_dir / FINISHED).write_text(f"{export_path}\n")
     return RunResult(
         task_names=log_groups(tasks),
         test_metrics=test_metrics,
@@ -402,9 +429,26 @@ def _run(cfg, strategy, chief, scratch, start, echo) -> RunResult:
     )
 
 
+def _check_writable(folder: Path, key: str) -> None:
+    """Raises PermissionError unless `folder` exists writable or could be made (nothing is created)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{key}: cannot write to {folder}: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{key}: cannot write to {folder}: {existing} is not writable. Choose another folder "
+            f"(--set {key}=...) or fix its permissions; nothing was trained."
+        )
+
+
 # Written beside the checkpoint once `fit` returns: a rerun of the same
 # `output.run` then finishes the test and export instead of refusing.
 TRAINED = "TRAINED"
+# Written once the export is verified (its path inside): a run killed during
+# its test or export is finished by a rerun, a finished one is refused.
+FINISHED = "FINISHED"
 
 # Config keys a resumed run may change: they do not change what is trained
 # (output keys choose where things go; the run folder is the same one).

@@ -87,3 +87,46 @@ def test_bad_aitm_and_at_most_requests():
         Regression("spend", at_most="click")
     with pytest.raises(ValueError, match="at_most_weight must be a finite number >= 0"):
         Binary("buy", at_most="click", at_most_weight=-0.5)
+
+
+@pytest.mark.slow
+def test_aitm_from_the_run_config(census_small):
+    from keras_mtl import config, training
+
+    cfg = config.from_dict(config.Config, {
+        "name": "t",
+        "model": {"architecture": "mmoe", "num_experts": 2, "expert_units": [4], "trunk": {"units": [8]},
+                  "aitm": {"tower_units": [6], "calibrator": 0.5}},
+    })
+    model = training.build_model(cfg, census_small, list(census_small.tasks))
+    names = [layer.name for layer in model.layers]
+    # Tasks in the config's order are the funnel: the second reads the first's transfer.
+    assert "never_married_ait" in names and "income_transfer" in names and "income_gate" in names
+    assert model.get_layer("income_aitm_tower_0").units == 6
+    assert model.get_task("never_married").at_most == "income"
+    assert model.get_task("never_married").at_most_weight == 0.5
+    history = model.fit(census_small.train.take(2), verbose=0).history
+    assert np.isfinite(history["loss"][-1])
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"aitm": {"tower_units": []}}, r"model.aitm.tower_units must be a non-empty list of positive integers, got \[\]"),
+    ({"aitm": {"calibrator": -1}}, r"model.aitm.calibrator must be a finite number >= 0, got -1.0"),
+    ({"aitm": {"tower": [4]}}, r"Unknown config key 'model.aitm.tower'; did you mean 'model.aitm.tower_units'\?"),
+    ({"architecture": "single_task", "aitm": {}}, r"model.aitm transfers information between tasks; .*single_task"),
+    ({"init_from": "m.keras", "aitm": {}}, r"model.aitm builds new towers, but model.init_from"),
+])
+def test_bad_aitm_config_keys_are_named(model, message):
+    from keras_mtl import config
+
+    with pytest.raises(config.ConfigError, match=message):
+        config.from_dict(config.Config, {"name": "t", "model": model})
+
+
+def test_aitm_config_on_tasks_it_cannot_chain_is_named(census_small):
+    from keras_mtl import config, training
+
+    cfg = config.from_dict(config.Config, {"name": "t", "model": {"aitm": {}}})
+    tasks = [Binary("income"), Regression("age_like", label="never_married")]
+    with pytest.raises(config.ConfigError, match=r"model.aitm: aitm: tasks must be two or more Binary tasks"):
+        training.build_model(cfg, census_small, tasks)

@@ -82,6 +82,30 @@ def test_unknown_label_in_config(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "saved_models").exists()
 
 
+def test_too_small_a_data_limit_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "c.yaml").write_text("name: t\ndata: {limit: 1}\ntasks:\n- {name: income, type: binary}\n")
+    monkeypatch.chdir(tmp_path)
+    code, err = cli.main(["train", "c.yaml"]), capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "keras-mtl: error: data.dataset census_income with data.limit 1: Cannot split 1 row(s) in two." in err
+
+
+def test_unwritable_output_folders_are_found_before_training(tmp_path, capsys, monkeypatch):
+    sections = "tasks:\n- {name: income, type: binary}\n"
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    code, err = train_small(tmp_path, capsys, monkeypatch, sections + "output: {export_dir: blocker/exports}\n")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "output.export_dir: cannot write to blocker/exports/t: blocker is a file, not a folder." in err
+    # A read-only folder (root may write anywhere, so os.access stands in for the file system).
+    (tmp_path / "ro").mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "ro" and access(p, mode))
+    code, err = train_small(tmp_path, capsys, monkeypatch, sections + "output: {checkpoint_dir: ro}\n")
+    assert code == 2 and "output.checkpoint_dir: cannot write to ro/t/" in err and "ro is not writable" in err, err
+    assert "nothing was trained" in err
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "saved_models").exists()
+
+
 @pytest.mark.slow
 def test_train_on_a_subset_of_a_datasets_tasks(tmp_path, capsys, monkeypatch):
     code, err = train_small(tmp_path, capsys, monkeypatch,
@@ -174,8 +198,9 @@ def test_a_run_stopped_after_training_is_finished_by_rerunning_it(tmp_path, caps
     sections = "tasks:\n- {name: income, type: binary}\n- {name: never_married, type: binary}\ntrain: {epochs: 1}\noutput: {run: r}\n"
     code, err = train_small(tmp_path, capsys, monkeypatch, sections)
     assert code == 0, err
-    # As if killed after training, during the test or the export.
-    (tmp_path / "logs" / "t" / "r" / "test_metrics.json").unlink()
+    # As if killed during the export: tested already, no version written, not marked finished.
+    assert (tmp_path / "checkpoints" / "t" / "r" / "FINISHED").is_file()
+    (tmp_path / "checkpoints" / "t" / "r" / "FINISHED").unlink()
     shutil.rmtree(tmp_path / "saved_models")
     config = tmp_path / "c.yaml"
     changed = sections.replace("train: {epochs: 1}", "train: {epochs: 1, learning_rate: 0.05}")
@@ -188,3 +213,6 @@ def test_a_run_stopped_after_training_is_finished_by_rerunning_it(tmp_path, caps
     assert "Finishing" in out and "Test metrics (best checkpoint):" in out
     assert export.versions(tmp_path / "saved_models" / "t") == [1]
     assert (tmp_path / "logs" / "t" / "r" / "test_metrics.json").is_file()
+    # Finished now: the same command is refused rather than exporting again.
+    assert cli.main(["train", str(config)]) == 2
+    assert "already holds a run called 'r'" in capsys.readouterr().err

@@ -414,6 +414,34 @@ def test_wrap_call_runs_in_place_of_one_layers_call_eagerly_symbolically_and_tra
     assert dense.compute_output_spec(keras.KerasTensor((None, 3))).shape == (None, 2)
 
 
+# ------------------------------------------------ SavedModel variables, once
+def _stored_values(path) -> int:
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    return sum(int(np.prod(shape)) for key, shape in shapes.items() if key.endswith("VARIABLE_VALUE"))
+
+
+def test_an_archive_tracking_tf_variables_stores_each_weight_once(tmp_path):
+    model = _dense_model(inputs=30)
+    x = np.random.default_rng(0).normal(size=(4, 30)).astype("float32")
+    counts = {}
+    for once in (False, True):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        if once:
+            _compat.track_variables_once(archive)
+        archive.add_endpoint("serve", model.call, input_signature=[tf.TensorSpec((None, 30), tf.float32)])
+        archive.write_out(str(tmp_path / str(once)), verbose=False)
+        counts[once] = _stored_values(tmp_path / str(once))
+        loaded = tf.saved_model.load(str(tmp_path / str(once)))
+        np.testing.assert_allclose(loaded.serve(x).numpy(), model.predict(x, verbose=0), rtol=1e-6)
+        assert len(loaded.variables) == len(model.weights)
+    assert counts[True] == model.count_params() == 31, f"{VERSIONS}: {counts}"
+    # When this fails, Keras stores each weight once by itself (keras-team/keras#23553
+    # fixed): track_variables_once can go.
+    assert counts[False] == 2 * model.count_params(), f"{VERSIONS}: {counts}"
+
+
 def test_internals_are_used_only_in_the_compat_module():
     hits = [
         f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}"

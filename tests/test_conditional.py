@@ -102,10 +102,10 @@ def test_joint_auc_and_the_served_product():
     result = model.evaluate({"x": x}, {"click": click, "buy": buy}, verbose=0, return_dict=True)
     p = model.predict({"x": x}, verbose=0)
     joint = (p["click"] * p["buy"])[:, 0]
-    auc = keras.metrics.AUC()
+    auc = keras.metrics.AUC(num_thresholds=2000)
     auc.update_state(np.where(click == 1, np.nan_to_num(buy), 0.0), joint)
     assert result["click_and_buy_auc"] == pytest.approx(float(auc.result()), abs=1e-4)
-    conditional = keras.metrics.AUC()
+    conditional = keras.metrics.AUC(num_thresholds=2000)
     clicked = click == 1
     conditional.update_state(buy[clicked], p["buy"][clicked, 0])
     assert result["buy_auc"] == pytest.approx(float(conditional.result()), abs=1e-4)

@@ -68,6 +68,19 @@ def test_from_pandas_errors():
         mtl.data.from_pandas(df.iloc[:0], [mtl.tasks.Binary("y")], ["name"])
 
 
+def test_from_pandas_refuses_a_number_column_holding_a_string():
+    # A float column with one typo is object-typed; it used to become a text feature silently.
+    df = pd.DataFrame({"price": [1.5, 2.0, "n/a", 4.0], "codes": ["a", "b", 7, "c"], "y": [0, 1, 0, 1]})
+    with pytest.raises(ValueError, match=r"Feature 'price' mixes numbers and strings \(3 numbers, 1 strings\): row 2 holds 'n/a'"):
+        mtl.data.from_pandas(df, [mtl.tasks.Binary("y")], ["price"])
+    with pytest.raises(ValueError, match=r"Feature 'codes' .*row 2 holds 7\..*astype\(str\)"):
+        mtl.data.from_pandas(df, [mtl.tasks.Binary("y")], ["codes"])
+    # All strings, all numbers, or strings with missing cells stay as they were.
+    df["codes"] = df["codes"].astype(str)
+    ds = mtl.data.from_pandas(df, [mtl.tasks.Binary("y")], ["codes"], shuffle=False)
+    assert [x["codes"].numpy() for x, _ in ds] == [b"a", b"b", b"7", b"c"]
+
+
 @pytest.mark.slow
 def test_pandas_sources_mix_into_a_model():
     reviews = pd.DataFrame({"text": ["good film", "bad film"] * 20, "sentiment": [1, 0] * 20})

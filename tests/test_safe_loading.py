@@ -42,8 +42,23 @@ def test_a_keras_file_with_lambda_code_is_refused(tmp_path):
     foreign = keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x))
     path = tmp_path / "foreign.keras"
     foreign.save(path)
-    with pytest.raises(ValueError, match="safe_mode"):
+    with pytest.raises(saving.UnsafeModelFileError, match=r"foreign.keras holds a Lambda layer with Python code"):
         saving.load_model(path)  # Keras' safe mode refuses to run the pickled lambda
+
+
+def test_the_cli_refuses_a_lambda_file_in_one_line_and_writes_nothing(tmp_path, capsys):
+    from keras_mtl import cli
+
+    x = keras.Input((2,))
+    keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(tmp_path / "foreign.keras")
+    for command in (["export", str(tmp_path / "foreign.keras"), str(tmp_path / "exports")],
+                    ["predict", str(tmp_path / "foreign.keras"), str(tmp_path / "rows.csv"), "-o", str(tmp_path / "s.csv")]):
+        (tmp_path / "rows.csv").write_text("x\n1\n")
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("keras-mtl: error: ") and "holds a Lambda layer" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "exports").exists() and not (tmp_path / "s.csv").exists()
 
 
 UNSAFE = {

@@ -181,3 +181,17 @@ def test_focal_loss_for_rare_positives_is_a_loss_name_away():
     expected = (0.2**2 * -np.log(0.8) + 0.3**2 * -np.log(0.7)) / 2
     assert float(losses["conversion"]) == pytest.approx(expected, rel=1e-4)
     assert float(counts["conversion"]) == 2
+
+
+def test_logged_aucs_rank_probabilities_below_keras_default_bucket():
+    # Keras' AUC() buckets probabilities by 1/200: 0.001 and 0.004 share a bucket and
+    # read as a tie (AUC 0.5), though every positive outranks every negative (AUC 1).
+    y = np.array([0, 0, 1, 1], "float32")
+    p = np.array([0.001, 0.001, 0.004, 0.004], "float32")
+    assert float(keras.metrics.AUC()(y, p)) == pytest.approx(0.5)
+    binary_auc = tasks.Binary("a").metrics()[0]
+    assert binary_auc.num_thresholds == 2000 and float(binary_auc(y, p)) == pytest.approx(1.0)
+    multilabel_auc = tasks.Multilabel("m", num_labels=2).metrics()[0]
+    assert float(multilabel_auc(np.stack([y, y], 1), np.stack([p, p], 1))) == pytest.approx(1.0)
+    ziln_auc = [m for m in tasks.get("zero_inflated_lognormal", "ltv").metrics() if m.name == "positive_auc"][0]
+    assert ziln_auc.num_thresholds == 2000

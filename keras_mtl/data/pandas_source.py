@@ -135,7 +135,28 @@ def feature_array(column: pd.Series, name: str) -> np.ndarray:
         )
     if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype):
         return column.to_numpy(np.int64)
+    _refuse_mixed_cells(column, name)
     return column.astype(str).to_numpy(dtype=object)
+
+
+def _refuse_mixed_cells(column: pd.Series, name: str) -> None:
+    """A column of numbers and strings (a float column with one typo) would silently become text."""
+    if column.dtype != object:
+        return
+    is_str = column.map(lambda v: isinstance(v, (str, bytes))).to_numpy(bool)
+    if is_str.all() or not is_str.any():
+        return
+    is_number = column.map(lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)).to_numpy(bool)
+    if not is_number.any():
+        return
+    odd = is_str if is_str.sum() <= is_number.sum() else is_number  # the first cell of the rarer kind
+    row = column.index[int(np.argmax(odd))]
+    raise ValueError(
+        f"Feature {name!r} mixes numbers and strings ({int(is_number.sum())} numbers, {int(is_str.sum())} "
+        f"strings): row {row} holds {column[row]!r}. Clean the column (e.g. "
+        f"pd.to_numeric(df[{name!r}], errors='coerce')) or, if it holds codes, make it all strings "
+        f"(df[{name!r}].astype(str))."
+    )
 
 
 def label_array(column: pd.Series, task: Task) -> np.ndarray:

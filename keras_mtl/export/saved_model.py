@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 import keras
 import numpy as np
 
+from keras_mtl import _compat
 from keras_mtl.export import metadata as metadata_lib
 from keras_mtl.export import op_lint, quantization, signatures, warmup
 from keras_mtl.export import samples as samples_lib
@@ -35,6 +36,7 @@ def versions(base_dir: str | os.PathLike) -> list[int]:
 def _archive(model: keras.Model) -> keras.export.ExportArchive:
     archive = keras.export.ExportArchive()
     archive.track(model)
+    _compat.track_variables_once(archive)  # each weight written (and loaded) once
     for name, (fn, specs) in signatures.endpoints(model).items():
         archive.add_endpoint(name, fn, input_signature=[specs])
     return archive

@@ -30,6 +30,10 @@ def esmm(
     `<ctr>_and_<cvr>_auc` (pCTCVR over all impressions); its export serves
     pCTR, pCVR and `<ctr>_and_<cvr>` (pCTCVR).
 
+    The paper's form shares only the embeddings and gives each task its own
+    MLP tower: `trunk=trunks.tabular(feature_space, [])` with
+    `Binary(..., tower=[64, 32])` for both tasks.
+
     Labels: the CVR task's label may be missing (NaN or -1) where there was
     no click; a label of 1 where the click label is 0 is reported before
     training (see `Task(inconsistent=...)`).
