@@ -483,6 +483,10 @@ class ModelConfig:
         return {k: getattr(self, k) for k in self.takes() if getattr(self, k) is not None}
 
 
+# The keys that size a task's output; each task type takes its own.
+_SIZE_KEYS = ("num_classes", "num_labels", "num_tags", "units")
+
+
 @dataclasses.dataclass
 class TaskConfig:
     name: str
@@ -544,9 +548,16 @@ class TaskConfig:
         kwargs = {"label": self.label, "weight": self.weight, "tower": self.tower, "given": self.given,
                   "entire_space": self.entire_space, "inconsistent": self.inconsistent,
                   "at_most": self.at_most, "at_most_weight": self.at_most_weight}
-        for key in ("num_classes", "num_labels", "num_tags", "units"):
-            if getattr(self, key) is not None:
-                kwargs[key] = getattr(self, key)
+        sizes = [k for k in _SIZE_KEYS if getattr(self, k) is not None]
+        # A size key of another task type (num_classes on a binary task): named, not a TypeError.
+        takes = _takes(tasks._TASK_TYPES.get(self.type), _SIZE_KEYS)
+        for key in sizes:
+            if key not in takes:
+                raise ConfigError(
+                    f"Task {self.name!r}: {key} does not apply to a {self.type} task"
+                    + (f" (it takes {', '.join(takes)})." if takes else "; remove it.")
+                )
+            kwargs[key] = getattr(self, key)
         if self.type == "regression":
             kwargs["normalize"] = self.normalize
         if self.type == "ranking":
@@ -555,15 +566,6 @@ class TaskConfig:
         try:
             return tasks.get(self.type, self.name, **kwargs)
         except TypeError as e:
-            # A size key of another task type (num_classes on a binary task): name the key.
-            sizes = ("num_classes", "num_labels", "num_tags", "units")
-            wrong = [k for k in sizes if getattr(self, k) is not None and f"'{k}'" in str(e)]
-            if wrong:
-                takes = [k for k in sizes if k in inspect.signature(tasks._TASK_TYPES.get(self.type)).parameters]
-                raise ConfigError(
-                    f"Task {self.name!r}: {wrong[0]} does not apply to a {self.type} task"
-                    + (f" (it takes {', '.join(takes)})." if takes else "; remove it.")
-                ) from None
             raise ConfigError(f"Task {self.name!r} ({self.type}): {e}") from None
 
 
@@ -815,8 +817,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if last:
                 node[part] = value
             else:
-                if isinstance(node, dict) and part not in node:
-                    node[part] = {}
+                if isinstance(node, dict) and node.get(part) is None:
+                    node[part] = {}  # a missing or null section (`aitm: null`) is started by its key
                 node = node[part]
     return data
 

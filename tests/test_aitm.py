@@ -123,6 +123,13 @@ def test_bad_aitm_config_keys_are_named(model, message):
         config.from_dict(config.Config, {"name": "t", "model": model})
 
 
+def test_a_null_aitm_section_is_started_by_set():
+    from keras_mtl import config
+
+    data = config.apply_overrides({"name": "t", "model": {"aitm": None}}, ["model.aitm.calibrator=0.5"])
+    assert config.from_dict(config.Config, data).model.aitm.kwargs() == {"tower_units": [64, 32], "calibrator": 0.5}
+
+
 def test_aitm_config_on_tasks_it_cannot_chain_is_named(census_small):
     from keras_mtl import config, training
 
