@@ -1,12 +1,12 @@
 """TensorBoard event files written from numpy values, without running TensorFlow ops.
 
 The monitoring callbacks write a few scalars and small images every N
-steps and every epoch. `tf.summary.scalar` runs eager ops for each value
-(0.3 ms on census-income's machine, 1.2 ms for an image), which made up a
-third of a gradient-conflict check; building the same summary protos with
-TensorBoard's own helpers and appending them to an event file with
-TensorBoard's `EventFileWriter` (the writer PyTorch's `SummaryWriter` uses)
-costs 35 µs a scalar. The files hold the same records `tf.summary` writes
+steps and every epoch. `tf.summary.scalar` runs eager ops for each value,
+which made up a large share of a gradient-conflict check; building the
+same summary protos with TensorBoard's own helpers and appending them to
+an event file with TensorBoard's `EventFileWriter` (the writer PyTorch's
+`SummaryWriter` uses) costs a fraction of that (benchmarks/RESULTS.md,
+"Monitoring"). The files hold the same records `tf.summary` writes
 (tensor summaries with the scalars and images plugins' metadata), so
 TensorBoard, its `EventAccumulator` and `keras-mtl report` read them alike.
 """

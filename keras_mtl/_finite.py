@@ -2,10 +2,10 @@
 
 `callbacks.StopOnNonFiniteLoss` must say which step wrote a NaN into the
 weights and which tasks' layers it hit. Reducing `is_finite` over every
-weight in a separate function after each step cost ~1 ms a step (10% of a
-census-income run), and even reading one flag variable back after each
-step cost ~0.15 ms (4% of an XLA-compiled census step: the read waits for
-the step's tail). So, once `enable(model)` is called,
+weight in a separate function after each step was a tenth of a
+census-income run, and even reading one flag variable back after each
+step costs a visible share of an XLA-compiled step (the read waits for
+the step's tail; benchmarks/RESULTS.md, "Monitoring"). So, once `enable(model)` is called,
 `MultiTaskModel.train_step` ends with `record(model)`: one sum per weight
 and, at the first step where some weight's sum is not finite, that step's
 number and which layers hold such a weight, written to two variables the

@@ -29,6 +29,26 @@ ADAPT_BATCHES = 100
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
+# What MultiTaskModel overrides of keras.Model, and why (tests/test_model.py
+# pins this list: a new override must be added here with its reason).
+# - compute_loss, compute_metrics: the documented hooks (as TF Recommenders'
+#   Model uses them): per-task masked losses combined by the weighting method;
+#   metrics on the labels prepared once per step (missing labels masked), plus
+#   the joint AUC of conditional tasks and ranking groups' NDCG.
+# - train_step: gradient weighting methods (PCGrad, MGDA, ...) need one
+#   gradient per task, which compute_loss cannot give; the non-finite record
+#   is written in the step's own graph. test_step: drops the training-only
+#   logs (task weights) that Keras' step would repeat in evaluation.
+# - compile, get_compile_config, compile_from_config, get_config: losses,
+#   metrics and weights come from the tasks, and a saved model comes back
+#   compiled with its tasks and weighting method.
+# - fit, evaluate, predict: what must happen once per call, before Keras
+#   builds its step: labels checked on the data (naming task and value) so
+#   the step need not, the XLA choice for the data given, Regression
+#   statistics adapted, sample weights keyed by task name, the strategy made
+#   ready for string features, and clear errors for data with no batches.
+# - __call__: calling the model on its encoded features (`data.encoded`)
+#   runs only the layers after the lookups.
 class MultiTaskModel(keras.Model):
     """A Functional model with one named output per task.
 
@@ -215,10 +235,11 @@ class MultiTaskModel(keras.Model):
                 `run_eagerly`, ...). `loss` is not accepted: give each task
                 its loss instead. `jit_compile="auto"` (the default) chooses
                 XLA at each `fit`/`evaluate`/`predict` from the data: on when
-                the step reads features encoded once (`MultiTaskData.encoded`),
-                runs on one device; off otherwise
-                (string lookups cannot be XLA-compiled, and on small models
-                the compile outlasts the gain). `True` compiles whenever
+                the step reads features encoded once (`MultiTaskData.encoded`)
+                on one device, unless the model draws random numbers
+                (`Dropout`) on a machine without a GPU, where XLA draws them
+                slowly; off otherwise (string lookups cannot be XLA-compiled,
+                and on small models the compile outlasts the gain). `True` compiles whenever
                 every feature is numeric; `False` never.
         """
         for key in ("loss", "weighted_metrics"):
@@ -628,10 +649,12 @@ class MultiTaskModel(keras.Model):
         # scope, `tf.distribute.get_strategy()` is the one default strategy).
         distributed = tf.distribute.has_strategy() or self.distribute_strategy is not tf.distribute.get_strategy()
         if request == "auto":
-            # Measured (benchmarks/RESULTS.md, issue 10): XLA pays for its compile
+            # Measured (benchmarks/RESULTS.md, "Fast by default"): XLA pays for its compile
             # time on the encoded census step, gradient methods included; on
             # small raw-input models the compile costs more than a short run saves.
-            want = encoded and not distributed
+            # On CPU, XLA draws TensorFlow's default stateless random numbers (what
+            # Keras' Dropout uses) many times slower than the TF kernels do.
+            want = encoded and not distributed and not (_draws_random_numbers(self) and _cpu_only())
         else:
             want = bool(features) and numeric
         # Keras checks every layer, lookups included; an encoded step runs the core only.
@@ -878,6 +901,16 @@ def _features(data):
     if isinstance(data, (Mapping, np.ndarray, tf.Tensor)):
         return data
     return None  # generators, PyDatasets: unknown until read
+
+
+def _draws_random_numbers(model) -> bool:
+    """Whether a layer of `model` draws random numbers (Dropout, GaussianNoise, ...): each
+    such Keras layer owns a `SeedGenerator`, whose state is a non-trainable variable."""
+    return any(v.name == "seed_generator_state" for v in model.non_trainable_variables)
+
+
+def _cpu_only() -> bool:
+    return not tf.config.list_logical_devices("GPU")
 
 
 def _numeric(features) -> bool:

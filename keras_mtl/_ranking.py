@@ -4,8 +4,11 @@ The losses compare examples of the same group, so under a `tf.distribute`
 strategy each replica first gathers every replica's scores, labels and
 groups (`ReplicaContext.all_gather`, whose gradient returns each replica its
 own slice): the loss is the global batch's, as on one device, and each
-replica takes its 1/replicas share. Everything is dense (batch x batch
-masks): static shapes, XLA-compilable, O(batch^2) memory.
+replica takes its 1/replicas share. The pairwise loss compares every pair
+of examples (batch x batch masks, O(batch^2)); the listwise loss and NDCG
+sort the batch by group and work per group with segment sums
+(O(batch log batch)). Static shapes throughout: everything compiles under
+XLA.
 """
 
 from __future__ import annotations
@@ -42,15 +45,45 @@ def gather_replicas(*tensors):
     return tuple(ctx.all_gather(t, axis=0) for t in tensors)
 
 
-def _flat(scores, labels, weights, groups):
-    """(scores, labels, present, same-group matrix) over the global batch; `present` is float 0/1."""
+def _global(scores, labels, weights, groups):
+    """(scores, labels, present, group ids), flat, over the global batch; `present` is float 0/1."""
     scores = tf.reshape(scores, [-1])
     labels = tf.cast(tf.reshape(labels, [-1]), scores.dtype)
     present = tf.cast(tf.reshape(weights, [-1]) > 0, scores.dtype)
-    scores, labels, present, groups = gather_replicas(scores, labels, present, group_ids(groups))
+    return gather_replicas(scores, labels, present, group_ids(groups))
+
+
+def _flat(scores, labels, weights, groups):
+    """(scores, labels, present, same-group matrix) over the global batch; `present` is float 0/1."""
+    scores, labels, present, groups = _global(scores, labels, weights, groups)
     same = tf.cast(tf.equal(groups[:, None], groups[None, :]), scores.dtype)
     same = same * present[:, None] * present[None, :]
     return scores, labels, present, same
+
+
+def _group_runs(groups, present) -> tf.Tensor:
+    """Each example's group number in [0, batch): the labelled examples of one group share one,
+    and a group's unlabelled examples share another (they count in no group)."""
+    n = tf.shape(groups)[0]
+    order = tf.argsort(groups, stable=True)
+    order = tf.gather(order, tf.argsort(tf.cast(tf.gather(present, order) <= 0, tf.int32), stable=True))
+    g, p = tf.gather(groups, order), tf.gather(present, order)
+    starts = (tf.range(n) == 0) | tf.not_equal(g, tf.roll(g, 1, 0)) | tf.not_equal(p, tf.roll(p, 1, 0))
+    return tf.scatter_nd(order[:, None], tf.cumsum(tf.cast(starts, tf.int32)) - 1, [n])
+
+
+def _ranks_within(values, runs) -> tf.Tensor:
+    """Each example's rank (1, 2, ...) by `values`, highest first, among the examples of its run;
+    ties go to the earlier example."""
+    n = tf.shape(values)[0]
+    # top_k (what a descending argsort is) puts the lower index first among equal values.
+    position = tf.scatter_nd(tf.argsort(values, direction="DESCENDING", stable=True)[:, None], tf.range(n), [n])
+    # One sort by (run, position by value): the keys are distinct.
+    order = tf.argsort(tf.cast(runs, tf.int64) * tf.cast(n, tf.int64) + tf.cast(position, tf.int64))
+    sorted_runs = tf.gather(runs, order)
+    first = tf.math.unsorted_segment_min(tf.range(n), sorted_runs, n)
+    rank = tf.range(n) - tf.gather(first, sorted_runs) + 1
+    return tf.cast(tf.scatter_nd(order[:, None], rank, [n]), values.dtype)
 
 
 def pairwise_logistic(scores, labels, weights, groups) -> tuple[tf.Tensor, tf.Tensor]:
@@ -82,15 +115,17 @@ def listwise_softmax(scores, labels, weights, groups) -> tuple[tf.Tensor, tf.Ten
     >>> round(float(loss), 4), float(lists)  # group 1: -log(e / (e + 1)); group 2: -log(1) = 0
     (0.1566, 2.0)
     """
-    scores, labels, present, same = _flat(scores, labels, weights, groups)
+    scores, labels, present, groups = _global(scores, labels, weights, groups)
     labels = labels * present
-    # log softmax of s_i within its group: s_i - logsumexp over the group's labelled examples.
-    masked = tf.where(same > 0, tf.broadcast_to(scores[None, :], tf.shape(same)), tf.cast(-1e9, scores.dtype))
-    log_softmax = scores - tf.reduce_logsumexp(masked, axis=1)
-    total = tf.linalg.matvec(same, labels)  # each example's group label sum
-    terms = -tf.math.divide_no_nan(labels, total) * log_softmax * present
-    size = tf.reduce_sum(same, axis=1)
-    lists = tf.reduce_sum(tf.math.divide_no_nan(tf.cast(total > 0, scores.dtype) * present, size))
+    runs = _group_runs(groups, present)
+    n = tf.shape(scores)[0]
+    # log softmax of s_i within its group: s_i - logsumexp over the group's labelled
+    # examples (the group's maximum taken out first, as reduce_logsumexp does).
+    top = tf.gather(tf.stop_gradient(tf.math.unsorted_segment_max(scores, runs, n)), runs)
+    log_softmax = scores - top - tf.math.log(tf.gather(tf.math.unsorted_segment_sum(tf.exp(scores - top), runs, n), runs))
+    totals = tf.math.unsorted_segment_sum(labels, runs, n)  # each group's label sum
+    terms = -tf.math.divide_no_nan(labels, tf.gather(totals, runs)) * log_softmax * present
+    lists = tf.reduce_sum(tf.cast(totals > 0, scores.dtype))
     loss = tf.math.divide_no_nan(tf.reduce_sum(terms), lists)
     return masking.per_replica_share(loss), lists
 
@@ -107,30 +142,22 @@ def ndcg(scores, labels, weights, groups, k: int | None = None) -> tuple[tf.Tens
     >>> round(float(total / lists), 4)  # the relevant one ranked 3rd: 1/log2(4) = 0.5
     0.5
     """
-    scores, labels, present, same = _flat(scores, labels, weights, groups)
+    scores, labels, present, groups = _global(scores, labels, weights, groups)
+    runs = _group_runs(groups, present)
     n = tf.shape(scores)[0]
-    earlier = tf.cast(tf.range(n)[None, :] < tf.range(n)[:, None], scores.dtype)
-
-    def ranks(values):
-        above = tf.cast(values[None, :] > values[:, None], scores.dtype)
-        tied = tf.cast(tf.equal(values[None, :], values[:, None]), scores.dtype) * earlier
-        return 1.0 + tf.reduce_sum(same * (above + tied), axis=1)
-
-    rank, ideal_rank = ranks(scores), ranks(labels)
     gains = (tf.pow(tf.cast(2.0, scores.dtype), labels) - 1.0) * present
     log2 = tf.math.log(tf.cast(2.0, scores.dtype))
 
-    def dcg(r):
-        discount = log2 / tf.math.log(1.0 + r)
+    def dcg(values):  # each group's DCG with its examples ranked by `values`
+        rank = _ranks_within(values, runs)
+        discount = log2 / tf.math.log(1.0 + rank)
         if k is not None:
-            discount = discount * tf.cast(r <= k, scores.dtype)
-        return tf.linalg.matvec(same, gains * discount)  # each example's group DCG
+            discount = discount * tf.cast(rank <= k, scores.dtype)
+        return tf.math.unsorted_segment_sum(gains * discount, runs, n)
 
-    actual, ideal = dcg(rank), dcg(ideal_rank)
-    size = tf.reduce_sum(same, axis=1)
-    counted = tf.cast(ideal > 0, scores.dtype) * present
-    total = tf.reduce_sum(tf.math.divide_no_nan(tf.math.divide_no_nan(actual, ideal) * counted, size))
-    return total, tf.reduce_sum(tf.math.divide_no_nan(counted, size))
+    actual, ideal = dcg(scores), dcg(labels)
+    counted = tf.cast(ideal > 0, scores.dtype)
+    return tf.reduce_sum(tf.math.divide_no_nan(actual, ideal) * counted), tf.reduce_sum(counted)
 
 
 class GroupNDCG(keras.metrics.Metric):

@@ -167,6 +167,7 @@ def test_dataset_precompute_and_evaluate_ignores_teacher_outputs(rng):
     assert with_teacher["a_loss"] == pytest.approx(without["a_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_single_task_teachers_distil_into_one_student_and_teach_unlabelled_tasks(rng):
     keras.utils.set_random_seed(1)
     n = 512

@@ -111,6 +111,22 @@ def test_auto_jit_compiles_the_encoded_step_only(census_small):
 
 
 @pytest.mark.slow
+def test_auto_jit_stays_off_on_cpu_for_a_model_with_dropout(census_small):
+    # Under XLA on CPU, Dropout's random numbers (TensorFlow's default stateless
+    # generator) cost many times the whole step without XLA (benchmarks/RESULTS.md).
+    model = mtl.models.shared_bottom(
+        census_small.inputs, list(census_small.tasks), trunk=mtl.trunks.tabular(census_small.feature_space, [16], dropout=0.2)
+    )
+    fast = census_small.encoded(model)
+    model.compile(optimizer="adam")
+    model.fit(fast.train.take(2), verbose=0)
+    assert model.jit_compile is False
+    model.compile(optimizer="adam", jit_compile=True)  # asked for: kept
+    model.fit(fast.train.take(2), verbose=0)
+    assert model.jit_compile is True
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["parameters", "representation"])
 def test_auto_jit_compiles_gradient_methods_on_encoded_features(census_small, mode):
     model = tabular_model(census_small)

@@ -43,7 +43,11 @@ def _trained(architecture, rng, x, y):
     return model
 
 
-@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+# Shared-bottom, cross-stitch and soft sharing in the fast tier; the mixtures (the slowest to
+# build and trace) in the slow one.
+@pytest.mark.parametrize("architecture", [
+    pytest.param(a, marks=pytest.mark.slow) if a in ("cgc", "mmoe", "ple") else a for a in sorted(ARCHITECTURES)
+])
 def test_frozen_trunk_keeps_old_outputs_bit_identical(architecture, rng):
     x, y = _data(rng)
     old = _trained(architecture, rng, x, y)
@@ -84,6 +88,7 @@ def test_extend_from_a_checkpoint_file_and_reload(rng, tmp_path):
     assert not loaded.get_layer("a").trainable and loaded.get_layer("new").trainable  # frozen stays frozen
 
 
+@pytest.mark.slow
 def test_learning_without_forgetting_keeps_old_tasks_closer_than_plain_fine_tuning(rng):
     x, y = _data(rng, n=256)
     old = _trained("shared_bottom", rng, x, y)

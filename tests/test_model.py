@@ -1,5 +1,6 @@
 """MultiTaskModel and the factories: outputs, compile, masked training, logs, .keras round trip."""
 
+import inspect
 import zipfile
 
 import keras
@@ -248,3 +249,19 @@ def test_single_task_baseline_ignores_other_tasks_labels(rng):
         strict.evaluate(x, y, verbose=0)
     with pytest.raises(ValueError, match="unknown_labels must be"):
         mtl.models.shared_bottom(keras.Input((4,)), [tasks.Binary("a")], unknown_labels="drop")
+
+
+def test_the_overrides_of_keras_model_are_the_ones_listed_with_their_reasons():
+    # keras_mtl/_model.py says why each override exists; one more (or one
+    # fewer) must update that list, and this test.
+    from keras_mtl._model import MultiTaskModel
+
+    overridden = {n for n, v in vars(MultiTaskModel).items() if callable(v) and hasattr(keras.Model, n) and n != "__init__"}
+    assert overridden == {
+        "__call__", "compile", "compile_from_config", "compute_loss", "compute_metrics", "evaluate", "fit",
+        "get_compile_config", "get_config", "predict", "test_step", "train_step",
+    }
+    with open(inspect.getsourcefile(MultiTaskModel)) as f:
+        source = f.read()
+    listed = source[: source.index("class MultiTaskModel(")]
+    assert all(name in listed for name in overridden), sorted(n for n in overridden if n not in listed)

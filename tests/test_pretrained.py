@@ -285,6 +285,7 @@ def test_gradient_weighting_on_the_adapters_or_on_the_representation(preset):
         assert model.shared_layers == (["trunk"] if train == "lora" else [])
 
 
+@pytest.mark.slow
 def test_full_mode_with_mean_pooling_freezes_the_unread_pooler(preset):
     x, y = sentences(8)
     model = build(preset, train="full", pooling="mean")

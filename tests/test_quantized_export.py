@@ -101,6 +101,7 @@ def test_a_model_with_nothing_int8_can_hold_is_refused_naming_its_layers(tmp_pat
     assert half.quantized == {"experts": "Experts"}
 
 
+@pytest.mark.slow
 def test_layers_left_in_float_are_named():
     model = mtl.models.mmoe(keras.Input((8,), name="x"), [mtl.tasks.Binary("a"), mtl.tasks.Binary("b")])
     small = quantization.quantized_copy(model, "int8")
@@ -118,12 +119,14 @@ def test_bad_modes_are_refused_before_writing(tmp_path, trained, mode, message):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_an_already_quantized_model_is_refused(trained):
     small = quantization.quantized_copy(trained, "int8").model
     with pytest.raises(export.QuantizationError, match="already quantized .*trunk_dense_0 \\(Dense\\)"):
         quantization.quantized_copy(small, "float16")
 
 
+@pytest.mark.slow
 def test_sparse_embeddings_and_mixed_precision_models_quantize():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

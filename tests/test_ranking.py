@@ -29,11 +29,11 @@ def by_hand_pairwise():
     return sum(terms) / len(terms), len(terms)
 
 
-def by_hand_listwise():
+def by_hand_listwise(scores=SCORES, labels=LABELS, groups=GROUPS):
     losses = []
-    for g in np.unique(GROUPS):
-        idx = [i for i in range(len(SCORES)) if GROUPS[i] == g and present()[i]]
-        y, s = LABELS[idx], SCORES[idx]
+    for g in np.unique(groups):
+        idx = [i for i in range(len(scores)) if groups[i] == g and not np.isnan(labels[i])]
+        y, s = labels[idx].astype("float64"), scores[idx].astype("float64")
         if y.sum() <= 0:
             continue
         log_softmax = s - math.log(np.exp(s).sum())
@@ -41,11 +41,11 @@ def by_hand_listwise():
     return sum(losses) / len(losses), len(losses)
 
 
-def by_hand_ndcg(k=None):
+def by_hand_ndcg(k=None, scores=SCORES, labels=LABELS, groups=GROUPS):
     values = []
-    for g in np.unique(GROUPS):
-        idx = [i for i in range(len(SCORES)) if GROUPS[i] == g and present()[i]]
-        y, s = LABELS[idx], SCORES[idx]
+    for g in np.unique(groups):
+        idx = [i for i in range(len(scores)) if groups[i] == g and not np.isnan(labels[i])]
+        y, s = labels[idx].astype("float64"), scores[idx].astype("float64")
 
         def dcg(order):
             return sum((2 ** y[i] - 1) / math.log2(r + 2) for r, i in enumerate(order) if k is None or r < k)
@@ -80,6 +80,33 @@ def test_ndcg_by_hand(k):
     expected, count = by_hand_ndcg(k)
     assert float(lists) == count
     assert float(total) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_listwise_and_ndcg_match_the_hand_computation_on_a_large_random_batch(compiled):
+    # Per group sorts and segment sums in the library, a loop over groups here: many groups,
+    # tied scores and labels (ties rank the earlier example first), missing labels, a
+    # group with no positive label, under XLA too.
+    rng = np.random.default_rng(3)
+    n = 300
+    scores = np.round(rng.normal(size=n), 1).astype("float32")
+    labels = rng.integers(0, 3, n).astype("float32")
+    labels[rng.random(n) < 0.2] = np.nan
+    groups = rng.integers(0, 40, n).astype("int64")
+    labels[groups == 5] = 0.0
+    w = (~np.isnan(labels)).astype("float32")
+
+    def run(fn, *args):
+        f = tf.function(fn, jit_compile=True) if compiled else fn
+        return [float(v) for v in f(scores, np.nan_to_num(labels), w, groups, *args)]
+
+    loss, lists = run(_ranking.listwise_softmax)
+    want, want_lists = by_hand_listwise(scores, labels, groups)
+    assert lists == want_lists and loss == pytest.approx(want, rel=1e-5)
+    for k in (None, 3):
+        total, count = run(lambda *a: _ranking.ndcg(*a, k=k))
+        want, want_count = by_hand_ndcg(k, scores, labels, groups)
+        assert count == want_count and total == pytest.approx(want, rel=1e-5)
 
 
 def test_string_group_ids_are_hashed_and_compare_equal():

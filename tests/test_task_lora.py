@@ -85,6 +85,7 @@ def test_training_one_task_leaves_the_other_bit_identical(preset):
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(sentiment_before, model.get_layer("sentiment_lora").weights))
 
 
+@pytest.mark.slow
 def test_keras_round_trip_and_the_tokens_are_computed_once(preset, tmp_path):
     x, y = sentences(16)
     model = task_lora(preset)
@@ -108,6 +109,7 @@ def test_keras_round_trip_and_the_tokens_are_computed_once(preset, tmp_path):
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_extend_adds_only_the_new_tasks_adapters_and_head(preset, tmp_path):
     x, y = sentences(16)
     model = task_lora(preset)

@@ -48,8 +48,8 @@ class Probe(MTLWriter):
 
         Raw features are encoded once by the model's preprocessing front
         (`MultiTaskModel.preprocessing`), so the probe runs and is traced
-        through the core only: on census-income tracing it took 0.15 s
-        instead of 0.4-0.7 s, and each call half the time. Probes given the
+        through the core only: on census-income that traces several times
+        faster, and each call takes half the time. Probes given the
         same batch (as `monitoring` gives them) share one encoding.
         """
         cache = _ENCODED_PROBES.setdefault(self.model, {})

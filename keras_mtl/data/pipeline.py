@@ -16,8 +16,8 @@ def pipeline_options() -> tf.data.Options:
     """The options keras_mtl sets on its pipelines.
 
     Autotuning is off: on 2-core machines TensorFlow's autotuner was measured
-    to stall about 40% of epochs for ~0.55 s with no CPU in use (shared-bottom
-    on census-income: 190k +- 48k examples/s with it, 271k +- 6k without).
+    to stall many epochs with no CPU in use, which made the throughput of
+    shared-bottom on census-income both lower and far more variable.
     Deterministic order keeps runs reproducible. Under a multi-worker
     strategy in-memory data is sharded by element (there are no files to
     shard), so each global batch is the same set of rows as on one worker.
@@ -59,9 +59,8 @@ def from_columns(
 
     Columns with one value per row (features and labels alike) are stacked
     by dtype into one matrix when the dataset is built, so a batch of them
-    is one gather per dtype rather than one per column: raw census-income's
-    41 columns take 2 gathers, and 2.2 ms of CPU per batch instead of 3.2.
-    That copies those columns once more, on top of the caller's arrays:
+    is one gather per dtype rather than one per column (raw census-income's
+    41 columns take 2 gathers). That copies those columns once more, on top of the caller's arrays:
     fine for the bundled datasets, which fit in memory several times over.
     Other columns are gathered on their own, with no extra copy.
 
@@ -71,14 +70,13 @@ def from_columns(
     a few ms each on 2 cores. So the pipeline has two functions (one draws a
     pass's order, one gathers a batch and builds the `(features, labels)`
     pair) and takes a pass's index batches from a sliced tensor rather than
-    from a function: on the encoded census-income train split a new epoch's
-    first batch arrives in ~15 ms, against ~28 ms with the five functions
-    this replaced (`benchmarks/bench_pipeline.py`, 2 cores). What is left
-    per batch is mostly the copy of the rows themselves (2.2 MB per census
-    batch, ~0.35 ms of CPU), which a `cache()`d pipeline that replays one
-    order never pays. Gathering a whole pass at once and slicing it was no
-    cheaper per row, made each epoch wait about 3x as long for its first
-    batch, and held a second copy of every column.
+    from a function: a new epoch's first batch arrives in about half the
+    time the five functions this replaced took (`benchmarks/bench_pipeline.py`).
+    What is left per batch is mostly the copy of the rows themselves, which
+    a `cache()`d pipeline that replays one order never pays. Gathering a
+    whole pass at once and slicing it was no cheaper per row, made each
+    epoch wait longer for its first batch, and held a second copy of every
+    column.
 
     Example:
     >>> ds = from_columns({"x": np.arange(5.0)}, {"y": np.arange(5.0)}, batch_size=2)
