@@ -69,15 +69,13 @@ class TaskWeights(keras.callbacks.Callback):
 def run(name: str, overrides: list, seed: int) -> dict:
     """Trains one config on one seed; {"last"|"best": {task: exact AUC}, "best_epoch", "fit_s", "weights"}."""
     cfg = mtl.config.load("examples/census.yaml", [*CONFIGS[name], *overrides, f"train.seed={seed}"])
-    # fit_and_score trains gap.EPOCHS epochs: point it at this config's.
-    gap.EPOCHS = cfg.train.epochs
     data, tasks = training.load_data(cfg, echo=lambda line: None)
     keras.utils.set_random_seed(seed)
     model = training.build_model(cfg, data, tasks)
     fit = training.fitting_data(cfg, data, model)
     weights = TaskWeights()
     r = gap.fit_and_score(model, (fit.train,), fit.validation, fit.test, data.columns["test"][1],
-                          extra=[weights], shuffle=False)
+                          extra=[weights], epochs=cfg.train.epochs, shuffle=False)
     keras.backend.clear_session()
     # scores() gives (Keras 200 thr., exact, 2,000, 20,000); keep the exact one.
     return {"name": name, "seed": seed, "best_epoch": r["best_epoch"] + 1, "fit_s": round(r["fit_s"], 1),

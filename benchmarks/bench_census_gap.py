@@ -138,11 +138,11 @@ def scores(model, test_x, test_y: dict) -> dict:
     return out
 
 
-def fit_and_score(model, train, val, test_x, test_y, extra=(), **fit_kwargs) -> dict:
-    """Trains 5 epochs; scores the last epoch's and the best epoch's weights."""
+def fit_and_score(model, train, val, test_x, test_y, extra=(), epochs=EPOCHS, **fit_kwargs) -> dict:
+    """Trains `epochs` epochs; scores the last epoch's and the best epoch's weights."""
     cb = BestAndLast()
     t0 = time.time()
-    model.fit(*train, validation_data=val, epochs=EPOCHS, callbacks=[cb, *extra], verbose=0, **fit_kwargs)
+    model.fit(*train, validation_data=val, epochs=epochs, callbacks=[cb, *extra], verbose=0, **fit_kwargs)
     seconds = time.time() - t0
     last = scores(model, test_x, test_y)
     model.set_weights(cb.weights)

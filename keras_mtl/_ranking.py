@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtl import _masking as masking
+from keras_mtl._sorting import sorted_runs
 
 LOSSES = ("pairwise", "listwise")
 
@@ -64,12 +65,8 @@ def _flat(scores, labels, weights, groups):
 def _group_runs(groups, present) -> tf.Tensor:
     """Each example's group number in [0, batch): the labelled examples of one group share one,
     and a group's unlabelled examples share another (they count in no group)."""
-    n = tf.shape(groups)[0]
-    order = tf.argsort(groups, stable=True)
-    order = tf.gather(order, tf.argsort(tf.cast(tf.gather(present, order) <= 0, tf.int32), stable=True))
-    g, p = tf.gather(groups, order), tf.gather(present, order)
-    starts = (tf.range(n) == 0) | tf.not_equal(g, tf.roll(g, 1, 0)) | tf.not_equal(p, tf.roll(p, 1, 0))
-    return tf.scatter_nd(order[:, None], tf.cumsum(tf.cast(starts, tf.int32)) - 1, [n])
+    order, runs, _ = sorted_runs(tf.cast(present <= 0, tf.int32), groups)
+    return tf.scatter_nd(order[:, None], runs, tf.shape(groups))
 
 
 def _ranks_within(values, runs) -> tf.Tensor:

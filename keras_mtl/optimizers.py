@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_mtl import _compat
+from keras_mtl._sorting import sorted_runs
 from keras_mtl._registry import Registry
 
 __all__ = ["LazyAdam", "available", "get", "register"]
@@ -27,21 +28,9 @@ def _tf_variable(variable):
 
 
 def _runs(indices):
-    """Sorts `indices` and labels runs of equal ids.
-
-    Returns `(order, sorted_indices, run, is_start)`: the permutation that
-    sorts, the sorted ids, each sorted element's run number (0, 1, ...) and
-    whether it is the first element of its run. Static shapes only (no
-    `tf.unique`), so it compiles under XLA.
-    """
-    order = tf.argsort(indices, stable=True)
-    sorted_indices = tf.gather(indices, order)
-    n = tf.shape(sorted_indices)[0]
-    # Previous id, with a sentinel before the first: never equal to an id >= 0.
-    previous = tf.pad(sorted_indices, [[1, 0]], constant_values=-1)[:n]
-    is_start = tf.not_equal(sorted_indices, previous)
-    run = tf.cumsum(tf.cast(is_start, tf.int32)) - 1
-    return order, sorted_indices, run, is_start
+    """`(order, sorted_indices, run, is_start)`: `indices` sorted, and its runs of equal ids numbered."""
+    order, run, is_start = sorted_runs(indices)
+    return order, tf.gather(indices, order), run, is_start
 
 
 def _run_totals(values, run, n):
