@@ -19,13 +19,16 @@ Cases:
       target scaling), MLP 64-32.
 Reported per case, in one process:
   - the steady epoch-time ratio keras_mtl / plain Keras, with defaults on
-    both sides and with `jit_compile=True` on both (not for (b), whose
-    string lookups XLA cannot compile): after a warm-up epoch,
+    both sides (keras_mtl's `steps_per_execution="auto"`, Keras' 1), with
+    `jit_compile=True` on both (not for (b), whose string lookups XLA cannot
+    compile), and with `steps_per_execution=--same-steps` on both (the
+    step's own cost, without the Python loop around it): after a warm-up epoch,
     `--rounds` rounds of one epoch each, the two sides alternating (order
     flipped every round); the median of the per-round ratios and its
     quartiles, of wall time and of process CPU time;
   - 10-epoch fit time, compile included, of fresh models: keras_mtl with
-    its defaults against plain Keras's best of its default and XLA settings;
+    its defaults against plain Keras's best of its default, XLA and
+    `steps_per_execution=32` settings;
   - `--ops`: op counts of one training step: nodes in the traced graph
     (constants and placeholders left out) and op events the TF profiler
     records per step (after Grappler), over `--ops-steps` steps.
@@ -58,6 +61,9 @@ import keras_mtl as mtl  # noqa: E402
 
 BATCH = 1024
 ROWS = 160_000
+# What keras_mtl's steps_per_execution="auto" runs on one device (keras_mtl._execution.AUTO_STEPS),
+# written out so that the benchmark also runs against versions without it.
+STEPS = 32
 
 
 def pipeline(features, labels):
@@ -123,11 +129,16 @@ CASES = {
 }
 
 
-def make_pair(build, jit: bool):
-    """`(keras_mtl model, plain Keras model)`: one network, built twice from one seed."""
+def make_pair(build, jit: bool, steps: int | None = None):
+    """`(keras_mtl model, plain Keras model)`: one network, built twice from one seed.
+
+    Each side's defaults, except `jit_compile=True` on both with `jit`, and
+    `steps_per_execution=steps` on both when given.
+    """
+    same = {} if steps is None else {"steps_per_execution": steps}
     keras.utils.set_random_seed(0)
     ours = build()
-    ours.compile(optimizer=keras.optimizers.Adam(1e-3), **({"jit_compile": True} if jit else {}))
+    ours.compile(optimizer=keras.optimizers.Adam(1e-3), **({"jit_compile": True} if jit else {}), **same)
     keras.utils.set_random_seed(0)
     twin = build()  # only its layers are used: the plain model is built over them
     plain = keras.Model(twin.inputs, {t.name: twin.get_layer(t.name).output for t in twin.tasks})
@@ -136,12 +147,13 @@ def make_pair(build, jit: bool):
         loss={t.name: t.loss for t in twin.tasks},
         metrics={t.name: t.metrics() for t in twin.tasks},
         jit_compile=jit,
+        **same,
     )
     return {"keras_mtl": ours, "plain": plain}
 
 
-def steady_ratio(build, data, jit: bool, rounds: int) -> dict:
-    models = make_pair(build, jit)
+def steady_ratio(build, data, jit: bool, rounds: int, steps: int | None = None) -> dict:
+    models = make_pair(build, jit, steps)
     for m in models.values():
         m.fit(data, epochs=1, verbose=0)  # traces and compiles
     times, cpu = collections.defaultdict(list), collections.defaultdict(list)
@@ -156,6 +168,7 @@ def steady_ratio(build, data, jit: bool, rounds: int) -> dict:
         ratios.append(times["keras_mtl"][-1] / times["plain"][-1])
         cpu_ratios.append(cpu["keras_mtl"][-1] / cpu["plain"][-1])
     return {
+        "steps_per_execution": {k: m.steps_per_execution for k, m in models.items()},
         "epoch_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
         "ratio": round(statistics.median(ratios), 3),
         "ratio_q1_q3": _quartiles(ratios),
@@ -169,15 +182,20 @@ def _quartiles(values):
     return [round(q1, 3), round(q3, 3)]
 
 
-def fit_totals(build, data, epochs: int) -> dict:
-    """Total fit time, compile included, of fresh models: keras_mtl default; plain default and XLA."""
+def fit_totals(build, data, epochs: int, xla: bool = True) -> dict:
+    """Total fit time, compile included, of fresh models: keras_mtl's defaults against plain
+    Keras' best of its default, `steps_per_execution=STEPS`, and those with XLA."""
+    runs = [("keras_mtl", "keras_mtl", False, None), ("plain", "plain", False, None), ("plain_steps", "plain", False, STEPS)]
+    if xla:
+        runs += [("plain_xla", "plain", True, None), ("plain_xla_steps", "plain", True, STEPS)]
     totals = {}
-    for label, side, jit in (("keras_mtl", "keras_mtl", False), ("plain", "plain", False), ("plain_xla", "plain", True)):
-        model = make_pair(build, jit)[side]
+    for label, side, jit, steps in runs:
+        model = make_pair(build, jit, steps)[side]
         start = time.perf_counter()
         model.fit(data, epochs=epochs, verbose=0)
         totals[label] = round(time.perf_counter() - start, 2)
-    totals["ratio_to_plain_best"] = round(totals["keras_mtl"] / min(totals["plain"], totals["plain_xla"]), 3)
+    best = min(v for k, v in totals.items() if k.startswith("plain"))
+    totals["ratio_to_plain_best"] = round(totals["keras_mtl"] / best, 3)
     return totals
 
 
@@ -186,7 +204,8 @@ def op_counts(build, data, steps: int) -> dict:
 
     out = {}
     batch = next(iter(data))
-    for name, model in make_pair(build, False).items():
+    # One step per call on both sides: the counts are per step.
+    for name, model in make_pair(build, False, 1).items():
         model.fit(data.take(2), epochs=1, verbose=0)
         graph = tf.function(model.train_step).get_concrete_function(batch).graph
         nodes = sum(op.type not in ("Const", "Placeholder", "NoOp") for op in graph.get_operations())
@@ -218,6 +237,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--fit-epochs", type=int, default=10)
     parser.add_argument("--no-jit", action="store_true", help="skip the jit_compile=True ratios")
+    parser.add_argument("--same-steps", type=int, default=STEPS, help="steps_per_execution for the same-steps ratio (0: skip)")
     parser.add_argument("--ops", action="store_true")
     parser.add_argument("--ops-steps", type=int, default=200)
     args = parser.parse_args()
@@ -230,8 +250,11 @@ def main() -> None:
         # Raw string columns: XLA cannot compile the lookups, so both sides run the default step.
         if not args.no_jit and key != "b":
             row["jit"] = steady_ratio(build, data, True, args.rounds)
+        if args.same_steps:
+            # The step's own cost: both sides run the same number of steps per execution.
+            row["same_steps"] = steady_ratio(build, data, False, args.rounds, args.same_steps)
         if args.fit_epochs:
-            row["fit_total_s"] = fit_totals(build, data, args.fit_epochs)
+            row["fit_total_s"] = fit_totals(build, data, args.fit_epochs, xla=key != "b")
         if args.ops:
             row["ops"] = op_counts(build, data, args.ops_steps)
         results[name] = row

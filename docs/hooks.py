@@ -57,7 +57,7 @@ DESCRIPTIONS = {
     "train.verbose": "Keras' progress output",
     "train.strategy": "the tf.distribute strategy (see Distributed training); `--strategy` overrides it",
     "train.precision": "float32, or a mixed-precision policy (heads stay float32)",
-    "train.steps_per_execution": "training steps per `tf.function` call (passed to `compile`)",
+    "train.steps_per_execution": "training steps per call of the compiled step: `auto` (32 on one device unless a callback acts on batches; see `MultiTaskModel.compile`) or a number (passed to `compile`)",
     "output.logs_dir": "TensorBoard logs: `<logs_dir>/<name>/<run>/` (relative, inside the project)",
     "output.export_dir": "exports: `<export_dir>/<name>/<version>/` (relative, inside the project)",
     "output.checkpoint_dir": "best checkpoint and backups: `<checkpoint_dir>/<name>/<run>/` (relative, inside the project)",

@@ -327,6 +327,16 @@ def set_resume_epoch(model: keras.Model, epoch: int) -> None:
     model._initial_epoch = epoch
 
 
+# ------------------------------------------------------------------ evaluate
+# `MultiTaskModel.evaluate` asks Keras for a dict and, without `return_dict`,
+# gives back the list Keras would have: Keras orders it in a private method.
+
+
+def flatten_metrics_in_order(model: keras.Model, logs: dict):
+    """`evaluate`'s logs as the list (or one value) Keras returns without `return_dict`."""
+    return model._flatten_metrics_in_order(logs)
+
+
 # ---------------------------------------------------------------- TensorBoard
 # `callbacks.LeanTensorBoard` writes per-epoch scalars itself, which is only
 # safe when Keras' TensorBoard writes nothing per batch: neither the train
@@ -341,6 +351,15 @@ def tensorboard_writes_per_batch(callback: keras.callbacks.TensorBoard) -> bool:
         getattr(callback, "_should_write_train_graph", True) is False
         and getattr(callback, "_should_trace", True) is False
     )
+
+
+def tensorboard_profiles(callback: keras.callbacks.TensorBoard) -> bool:
+    """Whether Keras' TensorBoard may still trace a profile of batches it counts (True if unknown).
+
+    `steps_per_execution="auto"` keeps one step per execution for it: its
+    `profile_batch` counts calls of the batch hooks, not steps.
+    """
+    return getattr(callback, "_should_trace", True) is not False
 
 
 # ------------------------------------------------------------------- LazyAdam

@@ -44,9 +44,11 @@ ADAPT_BATCHES = 100
 #   compiled with its tasks and weighting method.
 # - fit, evaluate, predict: what must happen once per call, before Keras
 #   builds its step: labels checked on the data (naming task and value) so
-#   the step need not, the XLA choice for the data given, Regression
-#   statistics adapted, sample weights keyed by task name, the strategy made
-#   ready for string features, and clear errors for data with no batches.
+#   the step need not, the XLA choice for the data given, the steps per
+#   execution for the callbacks given, Regression statistics adapted, sample
+#   weights keyed by task name, the strategy made ready for string features,
+#   and clear errors for data with no batches; evaluate also returns the
+#   metrics summed over replicas (Keras would average each replica's own).
 # - __call__: calling the model on its encoded features (`data.encoded`)
 #   runs only the layers after the lookups.
 class MultiTaskModel(keras.Model):
@@ -239,8 +241,17 @@ class MultiTaskModel(keras.Model):
                 on one device, unless the model draws random numbers
                 (`Dropout`) on a machine without a GPU, where XLA draws them
                 slowly; off otherwise (string lookups cannot be XLA-compiled,
-                and on small models the compile outlasts the gain). `True` compiles whenever
-                every feature is numeric; `False` never.
+                and on small models the compile outlasts the gain). `True`
+                compiles whenever every feature is numeric; `False` never.
+                `steps_per_execution="auto"` (the default) runs 32 steps per
+                call of the compiled step on one device (Keras'
+                `tf.while_loop` over the batches: the Python loop around each
+                call costs a small model more than its step), unless a
+                callback of the call acts on batches (see
+                `keras_mtl._execution`), and never more steps than divide a
+                given `steps_per_epoch`, `validation_steps` or `steps`;
+                `predict`, and any call under a `tf.distribute` strategy,
+                runs one. An integer is used as given.
         """
         for key in ("loss", "weighted_metrics"):
             if kwargs.get(key) is not None:
@@ -261,6 +272,11 @@ class MultiTaskModel(keras.Model):
         jit_request = kwargs.pop("jit_compile", "auto")
         if jit_request not in ("auto", True, False):
             raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_request!r}.")
+        steps_request = kwargs.pop("steps_per_execution", "auto")
+        if steps_request != "auto" and (
+            isinstance(steps_request, bool) or not isinstance(steps_request, (int, np.integer)) or steps_request < 1
+        ):
+            raise ValueError(f"steps_per_execution must be 'auto' or an integer >= 1; got {steps_request!r}.")
         learning_rate_multipliers = multipliers_lib.check(learning_rate_multipliers)
         scaled = multipliers_lib.resolve(self, learning_rate_multipliers)
         if optimizer is None and scaled:
@@ -301,9 +317,14 @@ class MultiTaskModel(keras.Model):
         # Metrics are "weighted" so that examples with a missing label (weight
         # 0) are left out of them, exactly as they are left out of the loss.
         super().compile(
-            optimizer=optimizer, weighted_metrics=task_metrics, jit_compile=False, **kwargs
+            optimizer=optimizer,
+            weighted_metrics=task_metrics,
+            jit_compile=False,
+            steps_per_execution=1 if steps_request == "auto" else int(steps_request),
+            **kwargs,
         )
         _compat.set_untracked(self, "_jit_request", jit_request)
+        _compat.set_untracked(self, "_steps_request", steps_request if steps_request == "auto" else int(steps_request))
         # The metrics as the user gave them, saved in the compile config
         # (Keras' own entry holds the per-task lists built from them). Not
         # tracked: the metrics Keras compiled are the model's, these are not.
@@ -336,6 +357,9 @@ class MultiTaskModel(keras.Model):
                 self.__dict__.get("_metrics_override")
             )
             config["learning_rate_multipliers"] = self.__dict__.get("_learning_rate_multipliers")
+            # As requested: "auto" is resolved again at each fit of the loaded model.
+            config["jit_compile"] = self.__dict__.get("_jit_request", config.get("jit_compile"))
+            config["steps_per_execution"] = self.__dict__.get("_steps_request", config.get("steps_per_execution"))
         return config
 
     def compile_from_config(self, config: dict) -> None:
@@ -645,9 +669,7 @@ class MultiTaskModel(keras.Model):
         split = self.preprocessing
         encoded = split is not None and bool(features) and all(split.accepts(f) for f in features)
         numeric = all(f is not None and _numeric(f) for f in features)
-        # A model built in a strategy's scope keeps that strategy (outside any
-        # scope, `tf.distribute.get_strategy()` is the one default strategy).
-        distributed = tf.distribute.has_strategy() or self.distribute_strategy is not tf.distribute.get_strategy()
+        distributed = _distributed(self)
         if request == "auto":
             # Measured (benchmarks/RESULTS.md, "Fast by default"): XLA pays for its compile
             # time on the encoded census step, gradient methods included; on
@@ -662,6 +684,34 @@ class MultiTaskModel(keras.Model):
         if want != self.jit_compile:
             _compat.set_jit_compile(self, want)
             self.train_function = self.test_function = self.predict_function = None
+
+    def _choose_steps(self, callbacks, step_counts, kinds) -> None:
+        """Resolves `steps_per_execution="auto"` for the call about to run (see `keras_mtl._execution`).
+
+        `kinds` are the step functions the call runs (`"train"`, `"test"`,
+        `"predict"`). Each keeps the steps per execution it was traced with:
+        only one traced with other steps is traced again, so a `predict`
+        between two `fit`s does not cost the second its trace.
+        """
+        if self.__dict__.get("_steps_request", 1) != "auto":
+            return
+        from keras_mtl import _execution
+
+        # Keras' predict reads each batch in Python whatever the steps per
+        # execution, so more would save little; one keeps predictions those
+        # of the one-step function, to the last bit. Under a strategy, Keras
+        # 3.15's multi-step loop fails for any model ("You must feed a value
+        # for placeholder tensor 'while/body/.../while/cond/Placeholder'").
+        if self.run_eagerly or "predict" in kinds or _distributed(self):
+            want = 1
+        else:
+            want = _execution.auto_steps(callbacks, step_counts, kinds)
+        self.steps_per_execution = want
+        traced = self.__dict__.setdefault("_steps_traced", {})
+        for kind in kinds:
+            if getattr(self, f"{kind}_function") is None or traced.get(kind) != want:
+                setattr(self, f"{kind}_function", None)
+                traced[kind] = want
 
     def _check_in_step(self, on: bool) -> None:
         """Puts the label checks in the train/test step (`on`) or leaves them to the data (see `fit`)."""
@@ -701,9 +751,12 @@ class MultiTaskModel(keras.Model):
         # so the order survives strategies and resumes (see `callbacks.SetEpoch`).
         if _shuffle_epoch(given) is not None and not any(isinstance(c, SetEpoch) for c in callbacks or []):
             extra.append(SetEpoch(given))
-        history = super().fit(
-            x, y, *args, callbacks=list(callbacks or []) + extra, validation_data=validation_data, **kwargs
-        )
+        callbacks = list(callbacks or []) + extra
+        # fit(x, y, batch_size, epochs, verbose, callbacks, ...): callbacks or step counts
+        # given by position are not looked into; they get one step per execution.
+        counts = [kwargs.get("steps_per_epoch"), kwargs.get("validation_steps")] if len(args) <= 3 else [1]
+        self._choose_steps(callbacks, counts, ("train", "test"))
+        history = super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data, **kwargs)
         if history.epoch and not history.history:
             # Keras only warns ("ran out of data") and returns an empty history.
             raise ValueError(
@@ -721,6 +774,9 @@ class MultiTaskModel(keras.Model):
             _check_data(self, x, "evaluate")
             if x is not None:
                 self._choose_jit(x)
+            # evaluate(x, y, batch_size, verbose, sample_weight, steps, callbacks, ...)
+            counts = [kwargs.get("steps")] if len(args) < 4 else [1]
+            self._choose_steps(kwargs.get("callbacks"), counts, ("test",))
             x, checked = _checked_input(self, x, y, "the labels passed to evaluate")
             self._check_in_step(not checked)
         if len(args) >= 3:  # evaluate(x, y, batch_size, verbose, sample_weight, ...)
@@ -728,15 +784,29 @@ class MultiTaskModel(keras.Model):
             y, args[2] = self._weights_into_labels(y, args[2])
         elif "sample_weight" in kwargs:
             y, kwargs["sample_weight"] = self._weights_into_labels(y, kwargs["sample_weight"])
+        # evaluate(x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict, ...)
+        if len(args) > 5:
+            args = list(args)
+            return_dict, args[5] = args[5], True
+        else:
+            return_dict, kwargs["return_dict"] = kwargs.get("return_dict", False), True
         logs = super().evaluate(x, y, *args, **kwargs)
-        if isinstance(logs, (dict, list)) and not logs:
+        if not logs:
             raise ValueError("evaluate saw no batches: the data is empty.")
-        return logs
+        if _distributed(self):
+            # `test_step` leaves out the training-only logs, so Keras returns the
+            # last step's logs instead of its metrics: each replica's own
+            # results, averaged, which is wrong wherever replicas saw different
+            # numbers of labels. The metrics themselves sum over replicas.
+            results = self.get_metrics_result()
+            logs = {k: _plain(results[k]) if k in results else v for k, v in logs.items()}
+        return logs if return_dict else _compat.flatten_metrics_in_order(self, logs)
 
     def predict(self, x, *args, **kwargs):
         _ready_for_strategy(self)
         _check_data(self, x, "predict")
         self._choose_jit(x)
+        self._choose_steps(None, [], ("predict",))
         try:
             return super().predict(x, *args, **kwargs)
         except UnboundLocalError as e:  # Keras 3.15 on data that yields no batches
@@ -825,6 +895,20 @@ def _ready_for_strategy(model) -> None:
         from keras_mtl import distribute
 
         distribute.apply_keras_multi_worker_fix()
+
+
+def _plain(value):
+    """A metric's result as Keras' evaluate returns it: a float, or an array."""
+    value = np.asarray(keras.ops.convert_to_numpy(value))
+    return float(value) if value.ndim == 0 else value
+
+
+def _distributed(model: keras.Model) -> bool:
+    """Whether `model` runs under a strategy other than the default one."""
+    # A model built in a strategy's scope keeps that strategy (outside any
+    # scope, `tf.distribute.get_strategy()` is the one default strategy).
+    return tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
+
 
 def _check_data(model: MultiTaskModel, data, where: str) -> None:
     """Names the input whose shape or dtype the model cannot take, before Keras builds a graph.

@@ -584,14 +584,17 @@ class TrainConfig:
     # "every_step": run the model's preprocessing inside every training step.
     preprocess: _Literal["once", "every_step"] = "once"
     jit_compile: _Literal["auto", True, False] = "auto"  # XLA; see MultiTaskModel.compile
-    steps_per_execution: int = 1
+    # "auto" or an integer >= 1; see MultiTaskModel.compile.
+    steps_per_execution: _Any = "auto"
 
     def check(self, path):
         from keras_mtl import optimizers
 
         _one_of(self.optimizer, optimizers.available(), f"{path}.optimizer")
         _positive(self, path, "epochs")
-        _positive(self, path, "steps_per_execution")
+        spe = self.steps_per_execution
+        if spe != "auto" and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
+            raise ConfigError(f"{path}.steps_per_execution must be 'auto' or an integer >= 1, got {spe!r}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"{path}.learning_rate must be > 0, got {self.learning_rate}.")
         from keras_mtl import weighting

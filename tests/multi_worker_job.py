@@ -42,8 +42,13 @@ def main(argv):
         )
         model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=os.environ.get("WEIGHTING", "fixed"))
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(mtl.data.pipeline_options())
-    history = model.fit(ds, epochs=2, verbose=0, shuffle=False).history
-    np.savez(out, *model.get_weights(), loss=np.array(history["loss"]))
+    history = model.fit(ds, epochs=2, verbose=0, shuffle=False, validation_data=ds).history
+    # Evaluation metrics over workers whose shares hold different numbers of labels.
+    logs = model.evaluate(ds, verbose=0, return_dict=True)
+    np.savez(
+        out, *model.get_weights(), loss=np.array(history["loss"]),
+        val_a_accuracy=np.array(history["val_a_accuracy"]), **{f"eval_{k}": np.array(v) for k, v in logs.items()},
+    )
     print("strategy:", type(strategy).__name__, "replicas:", strategy.num_replicas_in_sync)
 
 

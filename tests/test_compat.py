@@ -290,6 +290,16 @@ def test_atomic_callbacks_write_through_the_hooks(tmp_path):
     )
 
 
+def test_flatten_metrics_in_order_is_evaluates_list():
+    model = _dense_model()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae", "mse"])
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert _compat.flatten_metrics_in_order(model, logs) == model.evaluate(x, y, verbose=0), (
+        f"{VERSIONS}: Keras' _flatten_metrics_in_order changed; MultiTaskModel.evaluate's list would differ."
+    )
+
+
 # ---------------------------------------------------------------- TensorBoard
 def test_tensorboard_per_batch_flags(tmp_path):
     quiet = keras.callbacks.TensorBoard(str(tmp_path), write_graph=False, profile_batch=0)
@@ -301,6 +311,10 @@ def test_tensorboard_per_batch_flags(tmp_path):
     graph = keras.callbacks.TensorBoard(str(tmp_path), write_graph=True, profile_batch=0)
     graph.set_model(_dense_model())
     assert _compat.tensorboard_writes_per_batch(graph) is True
+    assert _compat.tensorboard_profiles(graph) is False, f"{VERSIONS}: TensorBoard's _should_trace flag is gone or renamed."
+    profiled = keras.callbacks.TensorBoard(str(tmp_path), profile_batch=(2, 3))
+    profiled.set_model(_dense_model())
+    assert _compat.tensorboard_profiles(profiled) is True
 
 
 # ------------------------------------------------------------------- LazyAdam

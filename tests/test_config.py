@@ -65,6 +65,9 @@ def test_overrides():
          r"Task 'k': num_classes does not apply to a multilabel task \(it takes num_labels\)\.$"),
         ("train.verbose=true", r"train.verbose must be one of \['auto', 0, 1, 2\], got True"),
         ("train.jit_compile=1", r"train.jit_compile must be one of \['auto', True, False\], got 1"),
+        ("train.steps_per_execution=0", r"train.steps_per_execution must be 'auto' or an integer >= 1, got 0\.$"),
+        ("train.steps_per_execution=fast", r"train.steps_per_execution must be 'auto' or an integer >= 1, got 'fast'"),
+        ("train.steps_per_execution=true", r"train.steps_per_execution must be 'auto' or an integer >= 1, got True"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -75,6 +78,13 @@ def test_bad_values_name_the_key(override, message):
 @pytest.mark.parametrize("raw, value", [("false", False), ("true", True), ("auto", "auto")])
 def test_jit_compile_can_be_set_from_the_config(raw, value):
     assert config.load("examples/census.yaml", [f"train.jit_compile={raw}"]).train.jit_compile == value
+
+
+@pytest.mark.parametrize("raw, value", [("auto", "auto"), ("8", 8)])
+def test_steps_per_execution_can_be_set_from_the_config(raw, value):
+    cfg = config.load("examples/census.yaml", [f"train.steps_per_execution={raw}"])
+    assert cfg.train.steps_per_execution == value
+    assert config.load("examples/census.yaml").train.steps_per_execution == "auto"  # the library's default
 
 
 def test_all_zero_weights(tmp_path):

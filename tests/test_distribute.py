@@ -100,6 +100,11 @@ def test_two_worker_processes_equal_one_process(tmp_path, weighting):
         np.testing.assert_array_equal(w0[k], w1[k])
         np.testing.assert_allclose(w0[k], ref[k], atol=1e-5, rtol=0)
     np.testing.assert_allclose(w0["loss"], ref["loss"], rtol=1e-5)
+    # Evaluation too (it averaged each worker's own metric results before).
+    evaluated = [k for k in ref.files if k.startswith(("eval_", "val_"))]
+    assert "eval_a_accuracy" in evaluated and "eval_a_auc" in evaluated
+    for k in evaluated:
+        np.testing.assert_allclose(w0[k], ref[k], rtol=1e-5, err_msg=k)
 
 
 @pytest.mark.slow

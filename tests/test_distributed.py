@@ -1,5 +1,7 @@
 """Two logical CPU devices under MirroredStrategy train exactly like one device."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -72,6 +74,38 @@ def test_mirrored_two_devices_equal_one_device(rng, optimizer):
     assert (first >= 0).sum() != (second >= 0).sum()
 
     assert_same_training(x, y, optimizer)
+
+
+@pytest.mark.slow
+def test_auto_steps_per_execution_on_one_device_equals_two_devices(rng):
+    # 5 global batches an epoch: on one device, one execution of 32 steps cut short by the
+    # data. Under Mirrored "auto" is one step per execution: Keras 3.15's multi-step loop
+    # fails there for any model.
+    x, y = uneven_data(rng, n=80)
+    initial = build().get_weights()
+    _, mirrored = strategies()
+    runs = {}
+    for name, strategy in (("one", None), ("two", mirrored)):
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = build()
+            model.set_weights(initial)
+            model.compile(optimizer=keras.optimizers.Adam(0.01))
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+        history = model.fit(ds, epochs=2, validation_data=ds, verbose=0).history
+        runs[name] = (model, history)
+    (one, h1), (two, h2) = runs["one"], runs["two"]
+    assert one.steps_per_execution == 32 and two.steps_per_execution == 1
+    assert int(one.optimizer.iterations.numpy()) == int(two.optimizer.iterations.numpy()) == 10
+    for w1, w2 in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_allclose(w1, w2, atol=1e-5, rtol=0)
+    # Validation metrics too: replicas see different label counts (Keras' own
+    # evaluate would average each replica's accuracy).
+    for key in h1:
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+    logs = two.evaluate(ds, verbose=0, return_dict=True)
+    assert logs == pytest.approx(one.evaluate(ds, verbose=0, return_dict=True), rel=1e-5)
+    assert two.evaluate(ds, verbose=0) == pytest.approx(one.evaluate(ds, verbose=0), rel=1e-5)
 
 
 def assert_same_training(x, y, optimizer, weighting=lambda: "fixed"):

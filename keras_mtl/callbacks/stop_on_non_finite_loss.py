@@ -81,6 +81,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         logs = logs or {}
         # Runs after every step: the common case (finite losses, recorded weights) tests the losses once.
         losses_finite = _losses_finite(logs)
+        if not losses_finite:
+            self._step = self._steps_done()
         if self.check_weights and self.model is not None:
             if not finite.recorded(self.model):
                 self.check_model_weights(self._epoch, self._step)  # a plain Keras model: every step
@@ -91,8 +93,21 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.check(logs, self._epoch, self._step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._step = self._steps_done()
         if self.check_weights and self.model is not None and finite.recorded(self.model):
             self.check_model_weights(epoch, self._step)
+
+    def _steps_done(self) -> int:
+        """Training steps this fit has run, read from the optimizer.
+
+        `batch` overstates them after an execution cut short by the end of
+        the data (Keras reports `begin + steps_per_execution - 1`), so they
+        are read here, when a step count is reported or an epoch ends.
+        """
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not self._epoch_starts:
+            return self._step
+        return int(keras.ops.convert_to_numpy(optimizer.iterations)) - self._first_iteration
 
     def check(self, logs: dict, epoch: int, step: int) -> None:
         """Raises if `logs` holds a non-finite loss."""
