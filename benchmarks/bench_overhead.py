@@ -25,15 +25,20 @@ Reported per case, in one process:
     step's own cost, without the Python loop around it): after a warm-up epoch,
     `--rounds` rounds of one epoch each, the two sides alternating (order
     flipped every round); the median of the per-round ratios and its
-    quartiles, of wall time and of process CPU time;
-  - 10-epoch fit time, compile included, of fresh models: keras_mtl with
-    its defaults against plain Keras's best of its default, XLA and
-    `steps_per_execution=32` settings;
+    quartiles, of wall time and of process CPU time; at those same steps
+    also against plain Keras doing keras_mtl's job of masking missing
+    labels (`masked_pipeline`: per-output sample weights, cleaned labels,
+    weighted metrics; the data has no missing labels, the work is the same);
+  - 10-epoch fit time, compile included, of fresh models (the median of
+    `--fit-repeats`, the order reversed every repeat): keras_mtl with its
+    defaults against plain Keras's best of its default, XLA and
+    `steps_per_execution=32` settings, and against plain Keras at 32 steps
+    doing the masking;
   - `--ops`: op counts of one training step: nodes in the traced graph
     (constants and placeholders left out) and op events the TF profiler
     records per step (after Grappler), over `--ops-steps` steps.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--cases abcd] [--rounds 9] [--fit-epochs 10] [--ops]
+    .venv/bin/python benchmarks/bench_overhead.py [--cases abcd] [--rounds 9] [--fit-epochs 10] [--fit-repeats 3] [--ops]
 
 Run against another checkout's keras_mtl (e.g. the previous version) with
 `PYTHONPATH=/path/to/checkout`.
@@ -71,6 +76,21 @@ def pipeline(features, labels):
     return tf.data.Dataset.from_tensor_slices((features, labels)).batch(BATCH).cache().prefetch(2)
 
 
+def masked_pipeline(features, labels, tasks):
+    """The same pipeline as a plain Keras user would write it for labels that may be missing.
+
+    Each batch is `(features, labels, sample_weight)`: per output, the labels
+    with missing markers (-1, NaN) set to 0 and a weight of 0 there, 1
+    elsewhere (Keras' per-output sample weights). The cleaning runs before
+    the cache, so once: the steps read finished weights.
+    """
+    def clean(x, y):
+        masked = {t.name: t.mask_labels(tf.convert_to_tensor(y[t.label])) for t in tasks}
+        return x, {k: v[0] for k, v in masked.items()}, {k: tf.cast(v[1], "float32") for k, v in masked.items()}
+
+    return tf.data.Dataset.from_tensor_slices((features, labels)).batch(BATCH).map(clean).cache().prefetch(2)
+
+
 def numeric_table(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(ROWS, 6)).astype("float32")
@@ -91,7 +111,7 @@ def case_numeric(arch: str):
             return mtl.models.mmoe(inputs, tasks(), num_experts=4, expert_units=[32])
         return mtl.models.shared_bottom(inputs, tasks(), trunk=mtl.trunks.mlp([64, 32]))
 
-    return build, pipeline(x, labels)
+    return build, x, labels
 
 
 def case_mixed():
@@ -106,7 +126,7 @@ def case_mixed():
         tasks = [mtl.tasks.Multiclass("segment", 3), mtl.tasks.Regression("spend", normalize=False)]
         return mtl.models.shared_bottom(keras.Input((6,), name="x"), tasks, trunk=mtl.trunks.mlp([64, 32]))
 
-    return build, pipeline(x, labels)
+    return build, x, labels
 
 
 def case_census():
@@ -118,7 +138,7 @@ def case_census():
         tasks = [mtl.tasks.Binary("income"), mtl.tasks.Binary("never_married")]
         return mtl.models.shared_bottom(data.inputs, tasks, trunk=mtl.trunks.tabular(data.feature_space, [128, 64]))
 
-    return build, pipeline(features, labels)
+    return build, features, labels
 
 
 CASES = {
@@ -129,11 +149,12 @@ CASES = {
 }
 
 
-def make_pair(build, jit: bool, steps: int | None = None):
+def make_pair(build, jit: bool, steps: int | None = None, weighted: bool = False):
     """`(keras_mtl model, plain Keras model)`: one network, built twice from one seed.
 
     Each side's defaults, except `jit_compile=True` on both with `jit`, and
-    `steps_per_execution=steps` on both when given.
+    `steps_per_execution=steps` on both when given. With `weighted`, the
+    plain model's metrics read the sample weights (`masked_pipeline`).
     """
     same = {} if steps is None else {"steps_per_execution": steps}
     keras.utils.set_random_seed(0)
@@ -145,24 +166,27 @@ def make_pair(build, jit: bool, steps: int | None = None):
     plain.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss={t.name: t.loss for t in twin.tasks},
-        metrics={t.name: t.metrics() for t in twin.tasks},
+        **{"weighted_metrics" if weighted else "metrics": {t.name: t.metrics() for t in twin.tasks}},
         jit_compile=jit,
         **same,
     )
     return {"keras_mtl": ours, "plain": plain}
 
 
-def steady_ratio(build, data, jit: bool, rounds: int, steps: int | None = None) -> dict:
-    models = make_pair(build, jit, steps)
-    for m in models.values():
-        m.fit(data, epochs=1, verbose=0)  # traces and compiles
+def steady_ratio(build, data, jit: bool, rounds: int, steps: int | None = None, plain_data=None) -> dict:
+    """Epoch-time ratio keras_mtl / plain Keras; with `plain_data` (`masked_pipeline`), the
+    plain model reads it, weighing its losses and metrics by its sample weights."""
+    models = make_pair(build, jit, steps, weighted=plain_data is not None)
+    inputs = {"keras_mtl": data, "plain": data if plain_data is None else plain_data}
+    for name, m in models.items():
+        m.fit(inputs[name], epochs=1, verbose=0)  # traces and compiles
     times, cpu = collections.defaultdict(list), collections.defaultdict(list)
     ratios, cpu_ratios = [], []
     for r in range(rounds):
         order = ["keras_mtl", "plain"] if r % 2 else ["plain", "keras_mtl"]
         for name in order:
             start, start_cpu = time.perf_counter(), time.process_time()
-            models[name].fit(data, epochs=1, verbose=0)
+            models[name].fit(inputs[name], epochs=1, verbose=0)
             times[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
         ratios.append(times["keras_mtl"][-1] / times["plain"][-1])
@@ -182,20 +206,30 @@ def _quartiles(values):
     return [round(q1, 3), round(q3, 3)]
 
 
-def fit_totals(build, data, epochs: int, xla: bool = True) -> dict:
-    """Total fit time, compile included, of fresh models: keras_mtl's defaults against plain
-    Keras' best of its default, `steps_per_execution=STEPS`, and those with XLA."""
+def fit_totals(build, data, epochs: int, repeats: int, xla: bool = True, plain_data=None) -> dict:
+    """Total fit time, compile included, of fresh models (median of `repeats` runs, the
+    settings' order reversed every repeat): keras_mtl's defaults against plain Keras' best
+    of its default, `steps_per_execution=STEPS`, and those with XLA; with `plain_data`
+    (`masked_pipeline`), also plain Keras at STEPS doing keras_mtl's job of masking the
+    missing labels through sample weights."""
     runs = [("keras_mtl", "keras_mtl", False, None), ("plain", "plain", False, None), ("plain_steps", "plain", False, STEPS)]
     if xla:
         runs += [("plain_xla", "plain", True, None), ("plain_xla_steps", "plain", True, STEPS)]
-    totals = {}
-    for label, side, jit, steps in runs:
-        model = make_pair(build, jit, steps)[side]
-        start = time.perf_counter()
-        model.fit(data, epochs=epochs, verbose=0)
-        totals[label] = round(time.perf_counter() - start, 2)
-    best = min(v for k, v in totals.items() if k.startswith("plain"))
+    if plain_data is not None:
+        runs += [("plain_masked_steps", "plain", False, STEPS)]
+    times = collections.defaultdict(list)
+    for r in range(repeats):
+        for label, side, jit, steps in runs if r % 2 == 0 else runs[::-1]:
+            masked = label == "plain_masked_steps"
+            model = make_pair(build, jit, steps, weighted=masked)[side]
+            start = time.perf_counter()
+            model.fit(plain_data if masked else data, epochs=epochs, verbose=0)
+            times[label].append(time.perf_counter() - start)
+    totals = {k: round(statistics.median(v), 2) for k, v in times.items()}
+    best = min(v for k, v in totals.items() if k.startswith("plain") and k != "plain_masked_steps")
     totals["ratio_to_plain_best"] = round(totals["keras_mtl"] / best, 3)
+    if plain_data is not None:
+        totals["ratio_to_plain_masked"] = round(totals["keras_mtl"] / totals["plain_masked_steps"], 3)
     return totals
 
 
@@ -236,6 +270,7 @@ def main() -> None:
     parser.add_argument("--cases", default="abcd")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--fit-epochs", type=int, default=10)
+    parser.add_argument("--fit-repeats", type=int, default=3, help="fresh fits per setting; the median is reported")
     parser.add_argument("--no-jit", action="store_true", help="skip the jit_compile=True ratios")
     parser.add_argument("--same-steps", type=int, default=STEPS, help="steps_per_execution for the same-steps ratio (0: skip)")
     parser.add_argument("--ops", action="store_true")
@@ -245,16 +280,20 @@ def main() -> None:
     results = {}
     for key in args.cases:
         name, make = CASES[key]
-        build, data = make()
+        build, features, labels = make()
+        data = pipeline(features, labels)
+        masked = masked_pipeline(features, labels, build().tasks)
         row = {"default": steady_ratio(build, data, False, args.rounds)}
         # Raw string columns: XLA cannot compile the lookups, so both sides run the default step.
         if not args.no_jit and key != "b":
             row["jit"] = steady_ratio(build, data, True, args.rounds)
         if args.same_steps:
-            # The step's own cost: both sides run the same number of steps per execution.
+            # The step's own cost: both sides run the same number of steps per execution;
+            # then against plain Keras masking the labels through sample weights.
             row["same_steps"] = steady_ratio(build, data, False, args.rounds, args.same_steps)
+            row["same_steps_masked"] = steady_ratio(build, data, False, args.rounds, args.same_steps, plain_data=masked)
         if args.fit_epochs:
-            row["fit_total_s"] = fit_totals(build, data, args.fit_epochs, xla=key != "b")
+            row["fit_total_s"] = fit_totals(build, data, args.fit_epochs, args.fit_repeats, xla=key != "b", plain_data=masked)
         if args.ops:
             row["ops"] = op_counts(build, data, args.ops_steps)
         results[name] = row

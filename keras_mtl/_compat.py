@@ -72,6 +72,24 @@ def loss_tracker(model: keras.Model) -> keras.metrics.Metric:
     return model._loss_tracker
 
 
+# ------------------------------------------------------------- output logits
+# Keras' sigmoid and softmax (TF backend) attach their input to the output
+# tensor as `_keras_logits`; its cross-entropies read it and compute the loss
+# from the logits (one fused op, exact for saturated outputs) instead of
+# clipping the probabilities and taking logs. Any reshape of the output drops
+# the attribute. A task scoring each output unit separately adds a trailing
+# axis of 1, and carries the logits over with it.
+
+
+def expand_keeping_logits(output: tf.Tensor) -> tf.Tensor:
+    """`output` with a trailing axis of 1, carrying Keras' logits (if any) along."""
+    expanded = tf.expand_dims(output, -1)
+    logits = getattr(output, "_keras_logits", None)
+    if logits is not None:
+        expanded._keras_logits = tf.expand_dims(logits, -1)
+    return expanded
+
+
 # ---------------------------------------------------------- functional graph
 # keras_mtl reads the graph a Functional model was built from (which layer
 # produced a tensor and from which inputs): to split the weightless

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl import _heads
+from keras_mtl import _compat, _heads
 from keras_mtl._registry import Registry
 
 __all__ = [
@@ -236,12 +236,13 @@ class Task:
         if self.missing_class_id is None and not y.dtype.is_floating:
             y = tf.cast(y, dtype)
         if y.dtype.is_floating:
-            present = tf.math.logical_not(tf.math.is_nan(y))
+            present = tf.equal(y, y)  # False only for NaN: one op where is_nan needs a logical_not too
             if self.missing_class_id is not None:
                 present &= tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
         else:
             present = tf.not_equal(y, tf.cast(self.missing_class_id, y.dtype))
-        return tf.where(present, y, tf.zeros_like(y)), present
+        # A scalar 0 broadcasts inside the select: no zeros tensor to build each step.
+        return tf.where(present, y, tf.constant(0, y.dtype)), present
 
     def label_checks(self, y) -> list:
         """Asserts that the labels in `y` are valid for this task, failing with the task's name and values.
@@ -338,7 +339,8 @@ class Task:
             # A trailing axis of 1 makes every Keras loss (which averages the
             # last axis) return one value per output unit, so each can be masked.
             y = tf.cast(y, y_pred.dtype)
-            return loss(y[..., None], y_pred[..., None])
+            # The output keeps the logits Keras' sigmoid attaches, so the cross-entropy reads them as plain Keras' does.
+            return loss(tf.expand_dims(y, -1), _compat.expand_keeping_logits(y_pred))
         return loss(y, y_pred)
 
     # ---------------------------------------------------------- serialization

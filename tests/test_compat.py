@@ -408,7 +408,7 @@ _INTERNALS = re.compile(
     r"|_initial_epoch|_training_metadata_path|_current_epoch|_last_batch_seen|_list_adaptable_preprocessors"
     r"|_is_adapted|_sublayers_built|_call_has_training_arg|_should_write_train_graph|_should_trace"
     r"|_get_variable_index|_momentums|_velocities|_velocity_hats|_clip_by_norm|_flatten_layers"
-    r"|_trainable_variables|_var_key|_apply_weight_decay|_use_weight_decay)\b"
+    r"|_trainable_variables|_var_key|_apply_weight_decay|_use_weight_decay|_keras_logits)\b"
 )
 
 
@@ -454,6 +454,18 @@ def test_an_archive_tracking_tf_variables_stores_each_weight_once(tmp_path):
     # When this fails, Keras stores each weight once by itself (keras-team/keras#23553
     # fixed): track_variables_once can go.
     assert counts[False] == 2 * model.count_params(), f"{VERSIONS}: {counts}"
+
+
+def test_expanded_sigmoid_output_keeps_the_logits_keras_losses_read():
+    logits = tf.constant([[40.0], [-3.0]])
+    output = keras.activations.sigmoid(logits)
+    labels = tf.constant([[[0.0]], [[1.0]]])
+    from_logits = keras.losses.binary_crossentropy(labels, _compat.expand_keeping_logits(output)).numpy().ravel()
+    # softplus(40) and softplus(3): the loss of the logits, not of probabilities clipped at 1 - 1e-7.
+    np.testing.assert_allclose(from_logits, [40.0, np.log1p(np.exp(3.0))], rtol=1e-5, err_msg=VERSIONS)
+    clipped = keras.losses.binary_crossentropy(labels, tf.expand_dims(output, -1)).numpy().ravel()
+    assert clipped[0] < 17, f"{VERSIONS}: a reshaped output no longer loses Keras' logits ({clipped})"
+    assert _compat.expand_keeping_logits(tf.constant([0.5])).shape == (1, 1)
 
 
 def test_internals_are_used_only_in_the_compat_module():

@@ -31,6 +31,37 @@ def test_binary_head_loss_and_metrics():
     assert loss == pytest.approx((bce(1, 0.9) + bce(0, 0.2)) / 2, rel=1e-5)
 
 
+@pytest.mark.parametrize("task", [tasks.Binary("b"), tasks.Multilabel("m", num_labels=1)])
+def test_sigmoid_outputs_score_their_logits_not_clipped_probabilities(task):
+    # Keras' sigmoid output carries its logits; the loss reads them, as plain
+    # Keras does: softplus(40) = 40 for a confident wrong guess, where the
+    # clipped probability would give about 16.
+    logits = tf.constant([[40.0], [-3.0], [0.0]])
+    y_pred = keras.activations.sigmoid(logits)
+    labels, weights = task.prepare(tf.constant([0.0, 1.0, -1.0]), y_pred)
+    unit = task.unit_losses(labels, y_pred).numpy().ravel()
+    assert unit[:2] == pytest.approx([40.0, math.log1p(math.exp(3.0))], rel=1e-5)
+    mean, count = masking.masked_mean(task.unit_losses(labels, y_pred), weights)
+    assert float(count) == 2 and float(mean) == pytest.approx((40.0 + math.log1p(math.exp(3.0))) / 2, rel=1e-5)
+    # Probabilities without logits (another activation, a user's output) still clip, at 1 - 1e-7 in float32.
+    plain = tf.constant(y_pred.numpy())
+    clipped = -math.log(1 - float(np.float32(1 - 1e-7)))
+    assert float(task.unit_losses(labels, plain)[0, 0]) == pytest.approx(clipped, rel=1e-5) and clipped < 17
+
+
+def test_missing_markers_are_masked_in_a_compiled_step():
+    # Grappler must not fold the NaN test (y == y) away: NaN and -1 count nowhere.
+    t = tasks.Binary("b")
+
+    @tf.function
+    def masked(y):
+        return t.mask_labels(y)
+
+    y, present = masked(tf.constant([1.0, -1.0, float("nan"), 0.0]))
+    assert y.numpy().tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert present.numpy().tolist() == [True, False, False, True]
+
+
 def test_binary_integer_labels_use_minus_one_as_missing():
     loss, count = loss_of(tasks.Binary("b"), np.array([1, -1], np.int64), [[0.6], [0.1]])
     assert count == 1 and loss == pytest.approx(bce(1, 0.6), rel=1e-5)
