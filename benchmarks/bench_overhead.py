@@ -212,22 +212,23 @@ def fit_totals(build, data, epochs: int, repeats: int, xla: bool = True, plain_d
     of its default, `steps_per_execution=STEPS`, and those with XLA; with `plain_data`
     (`masked_pipeline`), also plain Keras at STEPS doing keras_mtl's job of masking the
     missing labels through sample weights."""
-    runs = [("keras_mtl", "keras_mtl", False, None), ("plain", "plain", False, None), ("plain_steps", "plain", False, STEPS)]
+    # (label, side, jit, steps, the plain side reads `plain_data`)
+    runs = [("keras_mtl", "keras_mtl", False, None, False), ("plain", "plain", False, None, False),
+            ("plain_steps", "plain", False, STEPS, False)]
     if xla:
-        runs += [("plain_xla", "plain", True, None), ("plain_xla_steps", "plain", True, STEPS)]
+        runs += [("plain_xla", "plain", True, None, False), ("plain_xla_steps", "plain", True, STEPS, False)]
+    settings = [label for label, *_ in runs if label != "keras_mtl"]  # plain Keras' settings for the best
     if plain_data is not None:
-        runs += [("plain_masked_steps", "plain", False, STEPS)]
+        runs += [("plain_masked_steps", "plain", False, STEPS, True)]
     times = collections.defaultdict(list)
     for r in range(repeats):
-        for label, side, jit, steps in runs if r % 2 == 0 else runs[::-1]:
-            masked = label == "plain_masked_steps"
+        for label, side, jit, steps, masked in runs if r % 2 == 0 else runs[::-1]:
             model = make_pair(build, jit, steps, weighted=masked)[side]
             start = time.perf_counter()
             model.fit(plain_data if masked else data, epochs=epochs, verbose=0)
             times[label].append(time.perf_counter() - start)
     totals = {k: round(statistics.median(v), 2) for k, v in times.items()}
-    best = min(v for k, v in totals.items() if k.startswith("plain") and k != "plain_masked_steps")
-    totals["ratio_to_plain_best"] = round(totals["keras_mtl"] / best, 3)
+    totals["ratio_to_plain_best"] = round(totals["keras_mtl"] / min(totals[k] for k in settings), 3)
     if plain_data is not None:
         totals["ratio_to_plain_masked"] = round(totals["keras_mtl"] / totals["plain_masked_steps"], 3)
     return totals
